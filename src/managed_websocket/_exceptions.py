@@ -1,0 +1,187 @@
+"""Exceptions raised by managed-websocket.
+
+Every exception derives from :class:`WebSocketError`::
+
+    WebSocketError
+    ├── WebSocketInvalidURLError (also ValueError)
+    ├── WebSocketConnectionError (also ConnectionError)
+    │   ├── WebSocketDNSError
+    │   ├── WebSocketConnectionRefusedError
+    │   ├── WebSocketTLSError
+    │   └── WebSocketHandshakeError        (HTTP status other than 101)
+    ├── WebSocketClosedError                (code, reason)
+    │   └── WebSocketAbnormalClosureError   (1006: EOF or reset, no close frame)
+    ├── WebSocketTimeoutError (also TimeoutError)
+    ├── WebSocketReconnectError             (attempts, last_error)
+    ├── WebSocketProtocolError              (the peer broke RFC 6455; code 1002/1007)
+    │   └── WebSocketMessageTooBigError     (our max_message_size; code 1009)
+    └── WebSocketQueueFullError             (overflow="error")
+
+Messages are built here from typed attributes, and every URL is masked here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ._redact import mask_url
+
+__all__ = [
+    "WebSocketAbnormalClosureError",
+    "WebSocketClosedError",
+    "WebSocketConnectionError",
+    "WebSocketConnectionRefusedError",
+    "WebSocketDNSError",
+    "WebSocketError",
+    "WebSocketHandshakeError",
+    "WebSocketInvalidURLError",
+    "WebSocketMessageTooBigError",
+    "WebSocketProtocolError",
+    "WebSocketQueueFullError",
+    "WebSocketReconnectError",
+    "WebSocketTLSError",
+    "WebSocketTimeoutError",
+]
+
+#: How much of a refused handshake's body an exception keeps.
+BODY_SNIPPET_LIMIT = 512
+
+
+class WebSocketError(Exception):
+    """Base class of every exception this library raises."""
+
+
+class WebSocketInvalidURLError(WebSocketError, ValueError):
+    """Raised when a URL is not a usable ``ws://`` or ``wss://`` URL."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = mask_url(url)
+        self.problem = problem
+        super().__init__(f"invalid WebSocket URL {self.url!r}: {problem}")
+
+
+class WebSocketConnectionError(WebSocketError, ConnectionError):
+    """Raised when a connection cannot be opened."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        attempts: int = 0,
+        last_error: BaseException | None = None,
+    ) -> None:
+        self.url = mask_url(url)
+        self.attempts = attempts
+        self.last_error = last_error
+        self.message = message
+        super().__init__(f"{message} ({self.url})" if self.url else message)
+
+
+class WebSocketDNSError(WebSocketConnectionError):
+    """Raised when the host name of the URL cannot be resolved."""
+
+
+class WebSocketConnectionRefusedError(WebSocketConnectionError):
+    """Raised when the TCP connection is refused or the host is unreachable."""
+
+
+class WebSocketTLSError(WebSocketConnectionError):
+    """Raised when the TLS handshake fails (certificate verification included)."""
+
+
+class WebSocketHandshakeError(WebSocketConnectionError):
+    """Raised when the server answers the upgrade request with an HTTP status other than 101."""
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        url: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.headers = dict(headers)
+        self.body = body[:BODY_SNIPPET_LIMIT]
+        super().__init__(f"server refused the WebSocket upgrade with HTTP {status_code}", url=url)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from the ``Retry-After`` header (delta-seconds form), if present and valid."""
+        value = self.headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+
+    @property
+    def is_retryable(self) -> bool:
+        """408, 429 and 5xx may be retried; any other 4xx is fatal (SPEC section 5)."""
+        return self.status_code in (408, 429) or self.status_code >= 500
+
+
+class WebSocketClosedError(WebSocketError):
+    """Raised when the connection is closed (or not open) and the operation needs it open."""
+
+    def __init__(self, message: str = "connection closed", *, code: int = 1006, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        # The reason is the peer's text and may carry secrets: kept as an attribute, not shown.
+        super().__init__(f"{message} (code {code})")
+
+
+class WebSocketAbnormalClosureError(WebSocketClosedError):
+    """Raised when the connection ended without a close frame (EOF or reset): code 1006."""
+
+    def __init__(self, message: str = "connection lost without a close frame") -> None:
+        super().__init__(message, code=1006)
+
+
+class WebSocketTimeoutError(WebSocketError, TimeoutError):
+    """Raised when an operation does not finish within its timeout."""
+
+    def __init__(self, operation: str, timeout: float) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(f"{operation} timed out after {timeout:g} s")
+
+
+class WebSocketReconnectError(WebSocketError):
+    """Raised when reconnection gives up after ``max_reconnect_attempts``."""
+
+    def __init__(self, attempts: int, last_error: BaseException | None = None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        detail = f": {last_error}" if last_error is not None else ""
+        super().__init__(f"gave up reconnecting after {attempts} attempts{detail}")
+
+
+class WebSocketProtocolError(WebSocketError):
+    """Raised when the peer violates RFC 6455; we closed the connection with ``code``."""
+
+    def __init__(self, message: str, *, code: int = 1002) -> None:
+        self.code = code
+        super().__init__(f"{message} (closed with {code})")
+
+
+class WebSocketMessageTooBigError(WebSocketProtocolError):
+    """Raised when an incoming message exceeds ``max_message_size``; closed with 1009."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"incoming message exceeds max_message_size={limit}", code=1009)
+
+
+class WebSocketQueueFullError(WebSocketError):
+    """Raised to the consumer when ``overflow="error"`` and the message queue overflowed."""
+
+    def __init__(self, queue_size: int, dropped_count: int) -> None:
+        self.queue_size = queue_size
+        self.dropped_count = dropped_count
+        super().__init__(
+            f"message queue full (queue_size={queue_size}, dropped {dropped_count} messages)"
+        )

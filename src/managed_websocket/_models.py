@@ -1,0 +1,165 @@
+"""Plain data: states, reasons, strategies, statistics and disconnect records. No I/O."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+__all__ = [
+    "ConnectionState",
+    "DisconnectEvent",
+    "DisconnectReason",
+    "ReconnectStrategy",
+    "WebSocketStats",
+]
+
+
+class ConnectionState(enum.Enum):
+    """Where the managed connection is. The transition table lives in ``_manager/_state.py``."""
+
+    #: No connection, and none being opened right now (before start, after close() or kill(),
+    #: or while waiting for a proactive reconnect to be allowed).
+    DISCONNECTED = "disconnected"
+    #: The first connection, or one requested by connect(), is being opened.
+    CONNECTING = "connecting"
+    #: A connection is open: send() works.
+    CONNECTED = "connected"
+    #: The previous connection ended; the supervisor is waiting its delay or dialling again.
+    RECONNECTING = "reconnecting"
+    #: A terminal close is in progress.
+    CLOSING = "closing"
+    #: Terminal: shut down or failed. Nothing reconnects from here.
+    CLOSED = "closed"
+
+    def can_connect(self) -> bool:
+        return self in (ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING)
+
+    def can_send(self) -> bool:
+        return self is ConnectionState.CONNECTED
+
+    def is_terminal(self) -> bool:
+        return self is ConnectionState.CLOSED
+
+
+class DisconnectReason(enum.Enum):
+    """Why a connection ended. Proactive reasons are ours to choose; reactive ones happen to us."""
+
+    USER_REQUESTED = "user_requested"
+    SCHEDULED = "scheduled"
+    CALLBACK_TRIGGERED = "callback_triggered"
+    CONNECTION_LIMIT = "connection_limit"
+    SERVER_CLOSED = "server_closed"
+    NETWORK_ERROR = "network_error"
+    PING_TIMEOUT = "ping_timeout"
+    PROTOCOL_ERROR = "protocol_error"
+    KILLED = "killed"
+
+    @property
+    def is_proactive(self) -> bool:
+        return self in _PROACTIVE
+
+    @property
+    def is_reactive(self) -> bool:
+        return not self.is_proactive
+
+
+_PROACTIVE = frozenset(
+    {
+        DisconnectReason.USER_REQUESTED,
+        DisconnectReason.SCHEDULED,
+        DisconnectReason.CALLBACK_TRIGGERED,
+        DisconnectReason.CONNECTION_LIMIT,
+    }
+)
+
+
+class ReconnectStrategy(enum.Enum):
+    """How long to wait before reconnect attempt n (see ``_backoff.py`` for the formulas)."""
+
+    IMMEDIATE = "immediate"
+    FIXED_DELAY = "fixed_delay"
+    EXPONENTIAL_BACKOFF = "exponential_backoff"
+    CALLBACK_CONTROLLED = "callback_controlled"
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectEvent:
+    """One ended connection: why, the close code and reason if a close frame said so, and when."""
+
+    reason: DisconnectReason
+    code: int | None = None
+    close_reason: str = ""
+    error: BaseException | None = None
+    at: float = 0.0  # wall-clock time.time()
+
+
+@dataclass
+class WebSocketStats:
+    """Live counters of one manager. Durations use the manager's clock (``anyio.current_time``)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    proactive_disconnects: int = 0
+    reactive_disconnects: int = 0
+    messages_received: int = 0
+    messages_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    messages_dropped: int = 0
+    reconnect_attempts: int = 0
+    callback_errors: int = 0
+    last_connect_time: float = 0.0  # wall clock, 0.0 = never
+    last_disconnect_time: float = 0.0
+    last_message_time: float = 0.0
+    latency: float | None = None  # last keepalive round trip, seconds
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _started: float = field(default=0.0, repr=False, compare=False)
+    _connected_since: float | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._started = self.clock()
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the stats were created or last reset."""
+        return self.clock() - self._started
+
+    @property
+    def connection_time(self) -> float:
+        """Seconds the current connection has been open; 0.0 when not connected."""
+        since = self._connected_since
+        return 0.0 if since is None else self.clock() - since
+
+    def reset(self) -> None:
+        """Zero every counter (the current connection's start time is kept)."""
+        for f in fields(self):
+            if not f.name.startswith("_") and f.name != "clock":
+                setattr(self, f.name, f.default)
+        self._started = self.clock()
+
+    # Recorders: the manager's only way to change the counters.
+
+    def record_connect(self) -> None:
+        self.connects += 1
+        self.last_connect_time = time.time()
+        self._connected_since = self.clock()
+
+    def record_disconnect(self, reason: DisconnectReason) -> None:
+        self.disconnects += 1
+        if reason.is_proactive:
+            self.proactive_disconnects += 1
+        else:
+            self.reactive_disconnects += 1
+        self.last_disconnect_time = time.time()
+        self._connected_since = None
+
+    def record_received(self, count: int, size: int) -> None:
+        self.messages_received += count
+        self.bytes_received += size
+        self.last_message_time = time.time()
+
+    def record_sent(self, size: int) -> None:
+        self.messages_sent += 1
+        self.bytes_sent += size
