@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._connection import WebSocketConnection
 from ._exceptions import (
     WebSocketAbnormalClosureError,
     WebSocketClosedError,
@@ -18,6 +19,7 @@ from ._exceptions import (
     WebSocketTimeoutError,
     WebSocketTLSError,
 )
+from ._handshake import connect_websocket, open_websocket_connection
 from ._models import (
     ConnectionState,
     DisconnectEvent,
@@ -34,6 +36,7 @@ __all__ = [
     "ReconnectStrategy",
     "WebSocketAbnormalClosureError",
     "WebSocketClosedError",
+    "WebSocketConnection",
     "WebSocketConnectionError",
     "WebSocketConnectionRefusedError",
     "WebSocketDNSError",
@@ -47,5 +50,7 @@ __all__ = [
     "WebSocketStats",
     "WebSocketTLSError",
     "WebSocketTimeoutError",
+    "connect_websocket",
     "mask_url",
+    "open_websocket_connection",
 ]

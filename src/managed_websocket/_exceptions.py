@@ -127,7 +127,9 @@ class WebSocketHandshakeError(WebSocketConnectionError):
 class WebSocketClosedError(WebSocketError):
     """Raised when the connection is closed (or not open) and the operation needs it open."""
 
-    def __init__(self, message: str = "connection closed", *, code: int = 1006, reason: str = "") -> None:
+    def __init__(
+        self, message: str = "connection closed", *, code: int = 1006, reason: str = ""
+    ) -> None:
         self.code = code
         self.reason = reason
         # The reason is the peer's text and may carry secrets: kept as an attribute, not shown.

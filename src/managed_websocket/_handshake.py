@@ -1,0 +1,243 @@
+"""Opening a client WebSocket connection: TCP, TLS and the HTTP upgrade, with typed errors.
+
+Every failure is translated here, once, into the library's exceptions (always chained with
+``from``), so nothing from anyio, ssl or wsproto leaks past this seam:
+
+- name resolution fails → :class:`WebSocketDNSError`
+- TCP refused or unreachable → :class:`WebSocketConnectionRefusedError`
+- TLS handshake or certificate verification fails → :class:`WebSocketTLSError`
+- the server answers the upgrade with another status → :class:`WebSocketHandshakeError`
+- ``connection_timeout`` (one budget for TCP + TLS + upgrade) → :class:`WebSocketTimeoutError`
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import RemoteProtocolError
+
+from ._connection import DEFAULT_READ_SIZE, WebSocketConnection
+from ._exceptions import (
+    BODY_SNIPPET_LIMIT,
+    WebSocketConnectionError,
+    WebSocketConnectionRefusedError,
+    WebSocketDNSError,
+    WebSocketHandshakeError,
+    WebSocketTimeoutError,
+    WebSocketTLSError,
+)
+from ._url import WebSocketURL, parse_ws_url
+
+__all__ = ["connect_websocket", "open_websocket_connection"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@asynccontextmanager
+async def connect_websocket(
+    url: str | WebSocketURL,
+    *,
+    headers: Headers = (),
+    subprotocols: Sequence[str] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    connection_timeout: float = 30.0,
+    close_timeout: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    read_size: int = DEFAULT_READ_SIZE,
+) -> AsyncIterator[WebSocketConnection]:
+    """Open a WebSocket connection for the duration of an ``async with`` block.
+
+    On a normal exit the connection closes gracefully (1000); on an exception or cancellation the
+    socket is closed at once. See :func:`open_websocket_connection` for the arguments and errors.
+    """
+    conn = await open_websocket_connection(
+        url,
+        headers=headers,
+        subprotocols=subprotocols,
+        ssl_context=ssl_context,
+        connection_timeout=connection_timeout,
+        close_timeout=close_timeout,
+        max_message_size=max_message_size,
+        read_size=read_size,
+    )
+    try:
+        yield conn
+    except BaseException:
+        await conn.abort()
+        raise
+    await conn.aclose()
+
+
+async def open_websocket_connection(
+    url: str | WebSocketURL,
+    *,
+    headers: Headers = (),
+    subprotocols: Sequence[str] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    connection_timeout: float = 30.0,
+    close_timeout: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    read_size: int = DEFAULT_READ_SIZE,
+) -> WebSocketConnection:
+    """Open a WebSocket connection; the caller must ``aclose()`` (or ``abort()``) it.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL (host name, IPv4 or bracketed IPv6 literal).
+        headers: extra request headers.
+        subprotocols: offered subprotocols, in order of preference.
+        ssl_context: for ``wss://``; default: a verifying context from the system trust store.
+        connection_timeout: one budget for TCP connect, TLS handshake and upgrade.
+        close_timeout: how long :meth:`WebSocketConnection.aclose` waits for the peer's close.
+        max_message_size: incoming messages larger than this fail the connection with 1009.
+
+    Raises:
+        WebSocketInvalidURLError, WebSocketDNSError, WebSocketConnectionRefusedError,
+        WebSocketTLSError, WebSocketHandshakeError, WebSocketTimeoutError,
+        WebSocketConnectionError (any other failure while opening).
+    """
+    target = parse_ws_url(url) if isinstance(url, str) else url
+    header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    with anyio.move_on_after(connection_timeout) as scope:
+        stream = await _open_stream(target, ssl_context)
+        try:
+            return await _upgrade(
+                stream,
+                target,
+                header_pairs,
+                subprotocols,
+                max_message_size=max_message_size,
+                close_timeout=close_timeout,
+                read_size=read_size,
+            )
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+    assert scope.cancelled_caught
+    raise WebSocketTimeoutError("connect", connection_timeout)
+
+
+async def _open_stream(
+    target: WebSocketURL, ssl_context: ssl.SSLContext | None
+) -> anyio.abc.ByteStream:
+    try:
+        tcp = await anyio.connect_tcp(target.host, target.port)
+    except socket.gaierror as exc:
+        raise WebSocketDNSError(
+            f"cannot resolve host {target.host!r}", url=target.raw, last_error=exc
+        ) from exc
+    except OSError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise WebSocketConnectionRefusedError(
+            f"cannot connect to {target.host}:{target.port} ({_describe(cause)})",
+            url=target.raw,
+            last_error=exc,
+        ) from exc
+    if not target.secure:
+        return tcp
+    context = ssl_context if ssl_context is not None else ssl.create_default_context()
+    try:
+        return await TLSStream.wrap(
+            tcp, hostname=target.host, ssl_context=context, standard_compatible=False
+        )
+    except BaseException as exc:
+        await anyio.aclose_forcefully(tcp)
+        if isinstance(exc, ssl.SSLError | anyio.BrokenResourceError | anyio.EndOfStream | OSError):
+            raise WebSocketTLSError(
+                f"TLS handshake failed ({_describe(exc)})", url=target.raw, last_error=exc
+            ) from exc
+        raise
+
+
+async def _upgrade(
+    stream: anyio.abc.ByteStream,
+    target: WebSocketURL,
+    headers: list[tuple[str, str]],
+    subprotocols: Sequence[str],
+    *,
+    max_message_size: int,
+    close_timeout: float,
+    read_size: int,
+) -> WebSocketConnection:
+    protocol = WSConnection(ConnectionType.CLIENT)
+    request = Request(
+        host=target.host_header,
+        target=target.resource,
+        extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        subprotocols=list(subprotocols),
+    )
+    try:
+        await stream.send(protocol.send(request))
+        accept = await _read_response(stream, protocol, target)
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+        raise WebSocketConnectionError(
+            "connection closed during the WebSocket handshake", url=target.raw, last_error=exc
+        ) from exc
+    except RemoteProtocolError as exc:
+        raise WebSocketConnectionError(
+            f"invalid handshake response ({exc})", url=target.raw, last_error=exc
+        ) from exc
+    conn = WebSocketConnection(
+        stream,
+        protocol,
+        url=target,
+        subprotocol=accept.subprotocol,
+        response_headers=_decode_headers(accept.extra_headers),
+        max_message_size=max_message_size,
+        close_timeout=close_timeout,
+        read_size=read_size,
+    )
+    # Frames that came in the same packet as the 101 response are already inside wsproto.
+    await conn._handle_events()
+    return conn
+
+
+async def _read_response(
+    stream: anyio.abc.ByteStream, protocol: WSConnection, target: WebSocketURL
+) -> AcceptConnection:
+    rejection: RejectConnection | None = None
+    body = bytearray()
+    while True:
+        for event in protocol.events():
+            if isinstance(event, AcceptConnection):
+                return event
+            if isinstance(event, RejectConnection):
+                rejection = event
+                if not event.has_body:
+                    raise _rejected(rejection, b"", target)
+            elif isinstance(event, RejectData) and rejection is not None:
+                body += event.data
+                if event.body_finished or len(body) >= BODY_SNIPPET_LIMIT:
+                    raise _rejected(rejection, bytes(body), target)
+        try:
+            data = await stream.receive(65536)
+        except anyio.EndOfStream:
+            if rejection is not None:
+                raise _rejected(rejection, bytes(body), target) from None
+            raise
+        protocol.receive_data(data)
+
+
+def _rejected(
+    event: RejectConnection, body: bytes, target: WebSocketURL
+) -> WebSocketHandshakeError:
+    return WebSocketHandshakeError(
+        event.status_code, dict(_decode_headers(event.headers)), body, url=target.raw
+    )
+
+
+def _decode_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

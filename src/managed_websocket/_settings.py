@@ -1,0 +1,400 @@
+"""Option resolution: keyword arguments and a ``config`` mapping become one frozen :class:`Settings`.
+
+SPEC section 2: an explicit keyword wins over the ``config`` mapping, which wins over the default.
+Values read from ``config`` are clamped into hard bounds, and a value of the wrong type falls back to
+the default (config files are edited by operators; a typo must not stop a trading feed). Explicit
+keywords are validated but never clamped (tests use tiny delays): a bad one raises at construction.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, TypedDict, cast
+
+from ._messages import GenericSubscriptions, SubscriptionProtocol, decode_json_or_raw
+from ._models import DisconnectReason, ReconnectStrategy
+
+__all__ = [
+    "Decoder",
+    "ManagedWebSocketOptions",
+    "OnAlert",
+    "OnConnect",
+    "OnDisconnect",
+    "OnDisconnectAlert",
+    "OnMessage",
+    "Overflow",
+    "Settings",
+    "ShouldDisconnect",
+    "ShouldReconnect",
+    "resolve_settings",
+]
+
+Overflow: TypeAlias = Literal["block", "drop_oldest", "drop_newest", "error"]
+
+# Every callback may be a plain or an async function (SPEC section 2); a result that is awaitable is
+# awaited by the manager.
+ShouldDisconnect: TypeAlias = Callable[[], bool | Awaitable[bool]]
+ShouldReconnect: TypeAlias = Callable[[], bool | float | Awaitable[bool | float]]
+OnConnect: TypeAlias = Callable[[], object]
+OnDisconnect: TypeAlias = Callable[[DisconnectReason], object]
+OnMessage: TypeAlias = Callable[[Any], object]
+OnAlert: TypeAlias = Callable[[str, str, Mapping[str, Any]], object]
+OnDisconnectAlert: TypeAlias = Callable[[DisconnectReason, int], object]
+Decoder: TypeAlias = Callable[[str | bytes], Any]
+
+_OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest", "error")
+
+
+class ManagedWebSocketOptions(TypedDict, total=False):
+    """Every keyword option, for ``**options: Unpack[ManagedWebSocketOptions]`` (SPEC section 2)."""
+
+    ping_interval: float | None
+    ping_timeout: float
+    connection_timeout: float
+    close_timeout: float
+    reconnect_strategy: (
+        ReconnectStrategy
+        | Literal["immediate", "fixed_delay", "exponential_backoff", "callback_controlled"]
+    )
+    reconnect_delay: float
+    max_reconnect_delay: float
+    max_reconnect_attempts: int | None
+    reconnect_jitter: float
+    auto_reconnect: bool
+    stable_connection_time: float
+    server_unavailable_delay: float
+    disconnect_check_interval: float
+    reconnect_check_interval: float
+    disconnect_alert_interval: float
+    queue_size: int
+    overflow: Overflow
+    max_message_size: int
+    headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    subprotocols: Iterable[str]
+    ssl_context: ssl.SSLContext | None
+    decode: Decoder | None
+    subscription_protocol: SubscriptionProtocol
+    should_disconnect: ShouldDisconnect | None
+    should_reconnect: ShouldReconnect | None
+    on_connect: OnConnect | None
+    on_disconnect: OnDisconnect | None
+    on_message: OnMessage | None
+    on_alert: OnAlert | None
+    on_disconnect_alert: OnDisconnectAlert | None
+    config: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved options of one manager. Built by :func:`resolve_settings`, never changed."""
+
+    ping_interval: float | None = 20.0  # None disables keepalive
+    ping_timeout: float = 10.0
+    connection_timeout: float = 30.0  # the whole handshake: TCP, TLS and HTTP upgrade
+    close_timeout: float = 10.0
+    reconnect_strategy: ReconnectStrategy = ReconnectStrategy.EXPONENTIAL_BACKOFF
+    reconnect_delay: float = 1.0
+    max_reconnect_delay: float = 60.0
+    max_reconnect_attempts: int | None = 10  # None = retry forever
+    reconnect_jitter: float = 0.5
+    auto_reconnect: bool = True
+    stable_connection_time: float = 60.0
+    server_unavailable_delay: float = 30.0
+    disconnect_check_interval: float = 10.0
+    reconnect_check_interval: float = 5.0
+    disconnect_alert_interval: float = 300.0
+    queue_size: int = 1000  # 0 = unbounded
+    overflow: Overflow = "block"
+    max_message_size: int = 16 * 1024 * 1024
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
+    decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
+    subscription_protocol: SubscriptionProtocol = field(default_factory=GenericSubscriptions)
+    should_disconnect: ShouldDisconnect | None = None
+    should_reconnect: ShouldReconnect | None = None
+    on_connect: OnConnect | None = None
+    on_disconnect: OnDisconnect | None = None
+    on_message: OnMessage | None = None
+    on_alert: OnAlert | None = None
+    on_disconnect_alert: OnDisconnectAlert | None = None
+
+
+def resolve_settings(options: Mapping[str, Any]) -> Settings:
+    """Resolve keyword ``options`` (including an optional ``config`` mapping) into :class:`Settings`.
+
+    Raises :class:`TypeError` for an unknown option or a value of the wrong type, and
+    :class:`ValueError` for a value out of range; the message names the option.
+    """
+    for name in options:
+        if name not in _VALIDATORS and name != "config":
+            raise TypeError(f"unexpected option {name!r}{_suggestion(name)}")
+    values: dict[str, Any] = _from_config(_check_config(options.get("config")))
+    for name, value in options.items():
+        if name != "config":
+            values[name] = _VALIDATORS[name](name, value)
+    return Settings(**values)
+
+
+def _suggestion(name: str) -> str:
+    close = difflib.get_close_matches(name, [*_VALIDATORS, "config"], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The config mapping: read leniently, clamp into hard bounds (SPEC section 2).
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounded:
+    name: str
+    path: tuple[str, ...]  # under config["websocket"]
+    low: float
+    high: float
+    integer: bool = False
+
+
+_CONFIG_TABLE = (
+    _Bounded("ping_interval", ("ping", "interval"), 5, 60),
+    _Bounded("ping_timeout", ("ping", "timeout"), 5, 30),
+    _Bounded("connection_timeout", ("connection", "timeout"), 5, 120),
+    _Bounded("reconnect_delay", ("reconnect", "delay"), 0, 300),
+    _Bounded("max_reconnect_delay", ("reconnect", "max_delay"), 1, 600),
+    _Bounded("max_reconnect_attempts", ("reconnect", "max_attempts"), 0, 100, integer=True),
+    _Bounded("stable_connection_time", ("reconnect", "stable_connection_time"), 10, 300),
+    _Bounded("server_unavailable_delay", ("reconnect", "server_unavailable_delay"), 10, 300),
+    _Bounded("disconnect_check_interval", ("proactive", "disconnect_check_interval"), 1, 60),
+    _Bounded("reconnect_check_interval", ("proactive", "reconnect_check_interval"), 0.5, 60),
+    _Bounded("disconnect_alert_interval", ("alert", "disconnect_interval"), 30, 3600),
+    _Bounded("queue_size", ("queue", "size"), 0, 10000, integer=True),
+)
+
+
+def _check_config(config: object) -> Mapping[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping or None, not {type(config).__name__}")
+    return config
+
+
+def _from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that ``config["websocket"]`` sets to a usable value, clamped; others are left out."""
+    section = config.get("websocket")
+    values: dict[str, Any] = {}
+    for entry in _CONFIG_TABLE:
+        number = _as_number(_lookup(section, entry.path))
+        if number is None:
+            continue  # missing or unusable: the default applies
+        clamped = min(max(number, entry.low), entry.high)  # inf lands on the bound
+        values[entry.name] = int(clamped) if entry.integer else float(clamped)
+    return values
+
+
+def _lookup(node: object, path: tuple[str, ...]) -> object:
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _as_number(value: Any) -> float | None:
+    """``value`` as a number, or None when it is missing, a bool, NaN or not convertible."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value  # exact: float(10**400) would overflow, and clamping makes it small anyway
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return None if math.isnan(number) else number
+
+
+# ---------------------------------------------------------------------------------------------
+# Explicit keywords: validated strictly, never clamped.
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _non_negative(name: str, value: object) -> float:
+    number = _number(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def _positive(name: str, value: object) -> float:
+    # A zero timeout always fails and a zero interval is a busy loop.
+    number = _number(name, value)
+    if number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def _positive_or_none(name: str, value: object) -> float | None:
+    return None if value is None else _positive(name, value)
+
+
+def _fraction(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+    return number
+
+
+def _integer(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _attempts(name: str, value: object) -> int | None:
+    return None if value is None else _integer(name, value, 0)
+
+
+def _queue_size(name: str, value: object) -> int:
+    return _integer(name, value, 0)
+
+
+def _message_size(name: str, value: object) -> int:
+    return _integer(name, value, 1)
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def _strategy(name: str, value: object) -> ReconnectStrategy:
+    if isinstance(value, ReconnectStrategy):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a ReconnectStrategy, not {type(value).__name__}")
+    try:
+        return ReconnectStrategy(value)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in ReconnectStrategy)
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}") from None
+
+
+def _overflow(name: str, value: object) -> Overflow:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if value not in _OVERFLOW_POLICIES:
+        choices = ", ".join(map(repr, _OVERFLOW_POLICIES))
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return cast(Overflow, value)
+
+
+def _headers(name: str, value: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        value = value.items()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a mapping or pairs of str, not {type(value).__name__}")
+    pairs = []
+    for pair in value:
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise TypeError(f"{name} must hold (name, value) pairs, got {pair!r}")
+        key, val = pair
+        if not (isinstance(key, str) and isinstance(val, str)):
+            raise TypeError(f"{name} names and values must be str, got {pair!r}")
+        if not key or any(c in "\r\n\0" for c in key + val):
+            # CR/LF would let a header value inject more header lines into the handshake.
+            raise ValueError(f"{name}: invalid header {key!r}")
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+def _subprotocols(name: str, value: object) -> tuple[str, ...]:
+    # A lone str is iterable too: "chat" must not become ("c", "h", "a", "t").
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of str, not {type(value).__name__}")
+    protocols = tuple(value)
+    for protocol in protocols:
+        if not isinstance(protocol, str):
+            raise TypeError(f"{name} must hold str, got {protocol!r}")
+    return protocols
+
+
+def _ssl_context(name: str, value: object) -> ssl.SSLContext | None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise TypeError(f"{name} must be an ssl.SSLContext or None, not {type(value).__name__}")
+    return value
+
+
+def _subscription_protocol(name: str, value: object) -> SubscriptionProtocol:
+    if not isinstance(value, SubscriptionProtocol):
+        raise TypeError(
+            f"{name} must have subscribe_message() and unsubscribe_message(), "
+            f"not {type(value).__name__}"
+        )
+    return value
+
+
+def _callable_or_none(name: str, value: object) -> object:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
+    return value
+
+
+_Validator: TypeAlias = Callable[[str, Any], object]
+
+#: One validator per Settings field; ``config`` is handled on its own.
+_VALIDATORS: dict[str, _Validator] = {
+    "ping_interval": _positive_or_none,
+    "ping_timeout": _positive,
+    "connection_timeout": _positive,
+    "close_timeout": _positive,
+    "reconnect_strategy": _strategy,
+    "reconnect_delay": _non_negative,
+    "max_reconnect_delay": _non_negative,
+    "max_reconnect_attempts": _attempts,
+    "reconnect_jitter": _fraction,
+    "auto_reconnect": _bool,
+    "stable_connection_time": _non_negative,
+    "server_unavailable_delay": _non_negative,
+    "disconnect_check_interval": _positive,
+    "reconnect_check_interval": _positive,
+    "disconnect_alert_interval": _positive,
+    "queue_size": _queue_size,
+    "overflow": _overflow,
+    "max_message_size": _message_size,
+    "headers": _headers,
+    "subprotocols": _subprotocols,
+    "ssl_context": _ssl_context,
+    "decode": _callable_or_none,
+    "subscription_protocol": _subscription_protocol,
+    **dict.fromkeys(
+        (
+            "should_disconnect",
+            "should_reconnect",
+            "on_connect",
+            "on_disconnect",
+            "on_message",
+            "on_alert",
+            "on_disconnect_alert",
+        ),
+        _callable_or_none,
+    ),
+}
