@@ -7,6 +7,7 @@ subscribes to it (SPEC section 2, ``subscription_protocol``; replayed in order b
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
@@ -80,6 +81,7 @@ class SubscriptionProtocol(Protocol):
     def unsubscribe_message(self, channel: str) -> object: ...
 
 
+@dataclass(frozen=True, slots=True)  # stateless: all instances are equal, so Settings compare
 class GenericSubscriptions:
     """The default protocol: ``{"type": "subscribe", "channel": c}`` and ``"unsubscribe"``."""
 
@@ -88,6 +90,3 @@ class GenericSubscriptions:
 
     def unsubscribe_message(self, channel: str) -> dict[str, str]:
         return {"type": "unsubscribe", "channel": channel}
-
-    def __repr__(self) -> str:
-        return "GenericSubscriptions()"

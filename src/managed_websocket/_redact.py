@@ -6,7 +6,7 @@ Pure functions, no I/O. Every place that shows a URL to a human goes through :fu
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 __all__ = ["mask_url"]
 
@@ -30,11 +30,12 @@ _SECRET_KEY_PARTS = (
 #: A path segment right after ``/ws/`` that looks like an exchange listen key (Binance: 60
 #: alphanumerics). Stream names such as ``btcusdt@trade`` contain ``@`` or are short, so they stay.
 _LISTEN_KEY = re.compile(r"^[A-Za-z0-9_\-]{20,}$")
-_USERINFO = re.compile(r"(?<=://)[^/?#]*@")
+#: In a URL urlsplit cannot parse: everything from "://" to the last "@" may be userinfo.
+_USERINFO = re.compile(r"(?<=://).*@", re.DOTALL)
 
 
 def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
+    lowered = unquote(key).lower()  # "api%5Fkey" is "api_key"
     return any(part in lowered for part in _SECRET_KEY_PARTS)
 
 
@@ -57,23 +58,48 @@ def _mask_path(path: str) -> str:
     return "/".join(segments)
 
 
+def _port_text(netloc: str) -> str:
+    """What follows the host in ``netloc`` (after the last ``:``), or "" when there is none."""
+    _host, sep, port = netloc.rpartition(":")
+    return "" if not sep or "]" in port else port
+
+
+def _mask_unparsable(url: str) -> str:
+    # urlsplit gave up (e.g. an unclosed "[" IPv6 bracket): keep what is surely harmless.
+    head = re.split(r"[?#]", url, maxsplit=1)[0]
+    return _mask_path(_USERINFO.sub(f"{MASK}@", head, count=1))
+
+
 def mask_url(url: str) -> str:
     """Return ``url`` with its secrets replaced by ``***``.
 
-    Masks the userinfo (``user:pass@``), the values of token-like query keys (``token``,
-    ``api_key``, ``signature``, ``listenKey``...) and a listen-key-like path segment after
-    ``/ws/``. Works on malformed input too: it never raises.
+    Masks the userinfo (``user:pass@``), the values of token-like keys (``token``, ``api_key``,
+    ``signature``, ``listenKey``...) in the query and in the fragment, and a listen-key-like path
+    segment after ``/ws/``. Works on malformed input too: it never raises.
     """
+    if isinstance(url, (bytes, bytearray)):  # callers are not all type-checked: never raise
+        url = bytes(url).decode("utf-8", "replace")
+    elif not isinstance(url, str):
+        url = str(url)
     if not url:
         return url
     try:
         parts = urlsplit(url)
     except ValueError:
-        return _USERINFO.sub(f"{MASK}@", url).split("?", 1)[0]
-    netloc = parts.netloc
+        return _mask_unparsable(url)
+    _scheme, netloc, path, query, fragment = parts
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    else:
+        port = _port_text(netloc)
+        if port and not (port.isascii() and port.isdigit()):
+            # "user:pa/ss@host": an unescaped "/", "?" or "#" in a password ends the netloc
+            # early, and the password shows up as the port. Mask it, and if the "@" is further
+            # on, drop the rest: it holds the remainder of the password.
+            netloc = f"{netloc[: -len(port)]}{MASK}"
+            if any("@" in part for part in (path, query, fragment)):
+                path = query = fragment = ""
     masked = SplitResult(
-        parts.scheme, netloc, _mask_path(parts.path), _mask_query(parts.query), parts.fragment
+        parts.scheme, netloc, _mask_path(path), _mask_query(query), _mask_query(fragment)
     )
     return masked.geturl()

@@ -15,7 +15,7 @@ import numbers
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, TypedDict, cast
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from ._messages import GenericSubscriptions, SubscriptionProtocol, decode_json_or_raw
 from ._models import DisconnectReason, ReconnectStrategy
@@ -304,7 +304,7 @@ def _overflow(name: str, value: object) -> Overflow:
     if value not in _OVERFLOW_POLICIES:
         choices = ", ".join(map(repr, _OVERFLOW_POLICIES))
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return cast(Overflow, value)
+    return value
 
 
 def _headers(name: str, value: object) -> tuple[tuple[str, str], ...]:

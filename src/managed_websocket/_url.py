@@ -40,13 +40,20 @@ def parse_ws_url(url: str) -> WebSocketURL:
     """Validate ``url`` and split it; raise :class:`WebSocketInvalidURLError` if unusable."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
-    if any(c.isspace() for c in url):
-        raise WebSocketInvalidURLError(url, "URL contains whitespace")
+    # Whitespace and control characters would end up in the request line (or be silently
+    # dropped by urlsplit, which strips tabs and newlines): refuse them.
+    if any(c.isspace() or c < " " or c == "\x7f" for c in url):
+        raise WebSocketInvalidURLError(url, "URL contains whitespace or control characters")
+    # urlsplit's messages are never shown: they quote the netloc (password included) or a
+    # "port" that may be a password cut short by an unescaped "/" ("ws://user:pa/ss@host").
     try:
         parts = urlsplit(url)
+    except ValueError:
+        raise WebSocketInvalidURLError(url, "malformed URL (bad IPv6 brackets or netloc)") from None
+    try:
         port = parts.port
-    except ValueError as exc:
-        raise WebSocketInvalidURLError(url, f"malformed URL ({exc})") from None
+    except ValueError:
+        raise WebSocketInvalidURLError(url, "port must be a number from 1 to 65535") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise WebSocketInvalidURLError(url, "scheme must be ws:// or wss://")
