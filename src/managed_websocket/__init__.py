@@ -20,6 +20,7 @@ from ._exceptions import (
     WebSocketTLSError,
 )
 from ._handshake import connect_websocket, open_websocket_connection
+from ._manager import ManagedWebSocket, MessageIterator, open_managed_websocket
 from ._models import (
     ConnectionState,
     DisconnectEvent,
@@ -28,11 +29,15 @@ from ._models import (
     WebSocketStats,
 )
 from ._redact import mask_url
+from ._settings import ManagedWebSocketOptions
 
 __all__ = [
     "ConnectionState",
     "DisconnectEvent",
     "DisconnectReason",
+    "ManagedWebSocket",
+    "ManagedWebSocketOptions",
+    "MessageIterator",
     "ReconnectStrategy",
     "WebSocketAbnormalClosureError",
     "WebSocketClosedError",
@@ -52,5 +57,6 @@ __all__ = [
     "WebSocketTimeoutError",
     "connect_websocket",
     "mask_url",
+    "open_managed_websocket",
     "open_websocket_connection",
 ]

@@ -1,0 +1,195 @@
+"""The consumer's message queue: batches through an anyio memory object stream, counted in messages.
+
+One socket read can complete hundreds of messages; handing each over separately would cost a
+stream hop per message (several microseconds, more than parsing). So the receive loop puts whole
+batches into the stream and consumers take messages from a local deque, awaiting only when it is
+empty. ``queue_size`` and the overflow policies still count *messages*:
+
+- ``block``: the receive loop waits (so TCP backpressure reaches the server) until consumers have
+  taken the queue down to half of ``queue_size``.
+- ``drop_newest``: what does not fit is dropped.
+- ``drop_oldest``: everything is queued, then the producer takes the oldest messages over the
+  limit off the head (pulling batches from the stream into the local deque to reach them). Only
+  when a consumer already holds the batch in flight are the rest marked to be skipped (``_skip``).
+- ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
+  point in the sequence where messages went missing.
+
+An inbox lives from start (or ``connect()`` after ``close()``) to the next close: closing it lets
+consumers drain what is queued, then ends their iteration (or raises the manager's fatal error).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
+
+from .._exceptions import WebSocketQueueFullError
+from .._settings import Overflow
+
+__all__ = ["Inbox", "InboxClosed"]
+
+
+class InboxClosed(Exception):
+    """The inbox was closed without an error and every message was taken."""
+
+
+class _Overflowed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: WebSocketQueueFullError) -> None:
+        self.error = error
+
+
+class Inbox:
+    def __init__(self, queue_size: int, overflow: Overflow) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[list[Any] | _Overflowed](
+            math.inf
+        )
+        self._limit = queue_size if queue_size > 0 else math.inf
+        self._overflow = overflow
+        self._local: deque[Any] = deque()
+        self._queued = 0  # messages queued and not skipped (in the stream or in _local)
+        self._skip = 0  # drop_oldest: messages at the head to discard
+        self._space = anyio.Event()
+        self._blocked = False
+        self._end_error: BaseException | None = None
+        self._closed = False
+        self.dropped = 0
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def blocked(self) -> bool:
+        """True while the producer waits for consumers (``overflow="block"``, queue full)."""
+        return self._blocked
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # Producer side (the receive loop)
+
+    async def put_batch(self, batch: list[Any]) -> int:
+        """Queue ``batch`` according to the overflow policy; return how many messages were dropped."""
+        if self._closed:
+            return 0
+        room = self._limit - self._queued
+        if len(batch) <= room:
+            self._push(batch)
+            return 0
+        if self._overflow == "block":
+            await self._put_blocking(batch)
+            return 0
+        if self._overflow == "drop_oldest":
+            self._push(batch)
+            excess = self._queued - int(self._limit)
+            self._drop_oldest(excess)
+            return excess
+        kept = max(int(room), 0)
+        dropped = len(batch) - kept
+        if kept:
+            self._push(batch[:kept])
+        self.dropped += dropped
+        if self._overflow == "error":
+            error = WebSocketQueueFullError(int(self._limit), dropped)
+            self._send.send_nowait(_Overflowed(error))
+        return dropped
+
+    def _drop_oldest(self, count: int) -> None:
+        self._queued -= count
+        self.dropped += count
+        while count:
+            if not self._local:
+                try:
+                    item = self._receive.receive_nowait()
+                except anyio.WouldBlock:
+                    # A waiting consumer already holds the rest: it skips them.
+                    self._skip += count
+                    return
+                assert isinstance(item, list)  # overflow markers only exist with "error"
+                self._local.extend(item)
+            taken = min(count, len(self._local))
+            for _ in range(taken):
+                self._local.popleft()
+            count -= taken
+
+    def _push(self, batch: list[Any]) -> None:
+        self._send.send_nowait(batch)
+        self._queued += len(batch)
+
+    async def _put_blocking(self, batch: list[Any]) -> None:
+        start = 0
+        while start < len(batch):
+            room = int(self._limit - self._queued)
+            if room <= 0:
+                self._blocked = True
+                self._space = anyio.Event()
+                try:
+                    await self._space.wait()
+                finally:
+                    self._blocked = False
+                continue
+            self._push(batch[start : start + room])
+            start += room
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more messages: consumers drain the queue, then end (or raise ``error``)."""
+        if not self._closed:
+            self._closed = True
+            self._end_error = error
+            self._send.close()
+        self._space.set()
+
+    # Consumer side
+
+    async def get(self) -> Any:
+        """The next message. Raises InboxClosed, the fatal error, or WebSocketQueueFullError."""
+        while True:
+            if not self._local:
+                await self._refill()
+            else:
+                await checkpoint_if_cancelled()
+            message = self._local.popleft()
+            if self._skip:
+                self._skip -= 1
+                continue
+            self._taken(1)
+            return message
+
+    async def get_batch(self) -> list[Any]:
+        """Every message available now (at least one)."""
+        while True:
+            if not self._local:
+                await self._refill()
+            while self._skip and self._local:
+                self._skip -= 1
+                self._local.popleft()
+            if self._local:
+                break
+        batch = list(self._local)
+        self._local.clear()
+        self._taken(len(batch))
+        return batch
+
+    async def _refill(self) -> None:
+        while not self._local:
+            try:
+                item = await self._receive.receive()
+            except anyio.EndOfStream:
+                if self._end_error is not None:
+                    raise self._end_error from None
+                raise InboxClosed from None
+            if isinstance(item, _Overflowed):
+                raise item.error
+            self._local.extend(item)
+
+    def _taken(self, count: int) -> None:
+        self._queued -= count
+        if self._blocked and self._queued <= self._limit / 2:
+            self._space.set()
