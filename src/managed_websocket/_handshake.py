@@ -105,7 +105,7 @@ async def open_websocket_connection(
         WebSocketTLSError, WebSocketHandshakeError, WebSocketTimeoutError,
         WebSocketConnectionError (any other failure while opening).
     """
-    target = parse_ws_url(url) if isinstance(url, str) else url
+    target = url if isinstance(url, WebSocketURL) else parse_ws_url(url)
     header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     with anyio.move_on_after(connection_timeout) as scope:
         stream = await _open_stream(target, ssl_context)
@@ -178,6 +178,8 @@ async def _upgrade(
     try:
         await stream.send(protocol.send(request))
         accept = await _read_response(stream, protocol, target)
+    except WebSocketConnectionError:
+        raise  # a refusal (WebSocketHandshakeError); it is an OSError too, so keep it from below
     except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
         raise WebSocketConnectionError(
             "connection closed during the WebSocket handshake", url=target.raw, last_error=exc

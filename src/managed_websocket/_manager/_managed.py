@@ -511,9 +511,8 @@ class ManagedWebSocket:
         """
         if self._shutdown:
             return
-        session = self._session
-        if session is not None:
-            await session.conn.abort()
+        # The session aborts the socket for a reactive reason such as KILLED; _stop returns only
+        # once that is done, so the server has seen the TCP connection go.
         await self._stop(DisconnectReason.KILLED)
 
     async def _stop(self, reason: DisconnectReason) -> None:
@@ -542,9 +541,10 @@ class ManagedWebSocket:
         self._shutdown = True
         session = self._session
         if session is not None:
+            # Say why first: once the socket is aborted the reader would report a network error.
+            session.end(DisconnectEvent(DisconnectReason.USER_REQUESTED, 1000, at=time.time()))
             if not graceful:
                 await session.conn.abort()
-            session.end(DisconnectEvent(DisconnectReason.USER_REQUESTED, 1000, at=time.time()))
         if self._run_scope is None:
             self._state.set(_S.CLOSED)
             self._inbox.close()
