@@ -51,7 +51,9 @@ class Inbox:
         )
         self._limit = queue_size if queue_size > 0 else math.inf
         self._overflow = overflow
-        self._local: deque[Any] = deque()
+        self._current: list[Any] = []
+        self._position = 0
+        self._local: deque[list[Any] | _Overflowed] = deque()
         self._queued = 0  # messages queued and not skipped (in the stream or in _local)
         self._skip = 0  # drop_oldest: messages at the head to discard
         self._space = anyio.Event()
@@ -59,6 +61,12 @@ class Inbox:
         self._end_error: BaseException | None = None
         self._closed = False
         self.dropped = 0
+
+    def __del__(self) -> None:
+        # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
+        # no OS resource, so closing them here only spares anyio's unclosed-stream warning.
+        self._send.close()
+        self._receive.close()
 
     @property
     def queued(self) -> int:
@@ -104,20 +112,25 @@ class Inbox:
     def _drop_oldest(self, count: int) -> None:
         self._queued -= count
         self.dropped += count
+        taken = min(count, len(self._current) - self._position)
+        self._position += taken
+        count -= taken
         while count:
             if not self._local:
                 try:
-                    item = self._receive.receive_nowait()
+                    self._local.append(self._receive.receive_nowait())
                 except anyio.WouldBlock:
                     # A waiting consumer already holds the rest: it skips them.
                     self._skip += count
                     return
-                assert isinstance(item, list)  # overflow markers only exist with "error"
-                self._local.extend(item)
-            taken = min(count, len(self._local))
-            for _ in range(taken):
+            head = self._local[0]
+            assert isinstance(head, list)  # overflow markers only exist with "error"
+            if len(head) <= count:
                 self._local.popleft()
-            count -= taken
+                count -= len(head)
+            else:
+                self._local[0] = head[count:]
+                count = 0
 
     def _push(self, batch: list[Any]) -> None:
         self._send.send_nowait(batch)
@@ -125,7 +138,7 @@ class Inbox:
 
     async def _put_blocking(self, batch: list[Any]) -> None:
         start = 0
-        while start < len(batch):
+        while start < len(batch) and not self._closed:
             room = int(self._limit - self._queued)
             if room <= 0:
                 self._blocked = True
@@ -139,23 +152,35 @@ class Inbox:
             start += room
 
     def close(self, error: BaseException | None = None) -> None:
-        """No more messages: consumers drain the queue, then end (or raise ``error``)."""
-        if not self._closed:
-            self._closed = True
-            self._end_error = error
-            self._send.close()
+        """No more messages: consumers drain the queue, then end (or raise ``error``).
+
+        Both stream ends are closed here, at once: what is still in the stream moves to the
+        local deque, so nothing is lost and no stream is left for the garbage collector.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._end_error = error
+        while True:
+            try:
+                self._local.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        self._send.close()  # wakes consumers waiting in receive() with EndOfStream
+        self._receive.close()
         self._space.set()
 
-    # Consumer side
+    # Consumer side. ``_current[_position:]`` are the next messages; ``_local`` holds the batches
+    # (lists) and overflow markers that follow, in order, then the stream. Nothing between reading
+    # the state and changing it awaits, so several consumers can share one inbox.
 
     async def get(self) -> Any:
         """The next message. Raises InboxClosed, the fatal error, or WebSocketQueueFullError."""
+        await checkpoint_if_cancelled()
         while True:
-            if not self._local:
-                await self._refill()
-            else:
-                await checkpoint_if_cancelled()
-            message = self._local.popleft()
+            await self._fill()
+            message = self._current[self._position]
+            self._position += 1
             if self._skip:
                 self._skip -= 1
                 continue
@@ -163,31 +188,43 @@ class Inbox:
             return message
 
     async def get_batch(self) -> list[Any]:
-        """Every message available now (at least one)."""
+        """Every message available now (at least one), up to the next overflow marker."""
+        await checkpoint_if_cancelled()
         while True:
-            if not self._local:
-                await self._refill()
-            while self._skip and self._local:
-                self._skip -= 1
+            await self._fill()
+            rest = self._current[self._position :] if self._position else self._current
+            self._position = len(self._current)
+            while self._local:
+                head = self._local[0]
+                if not isinstance(head, list):
+                    break
+                rest = rest + head
                 self._local.popleft()
-            if self._local:
-                break
-        batch = list(self._local)
-        self._local.clear()
-        self._taken(len(batch))
-        return batch
+            if self._skip:
+                skipped = min(self._skip, len(rest))
+                self._skip -= skipped
+                rest = rest[skipped:]
+            if rest:
+                self._taken(len(rest))
+                return rest
 
-    async def _refill(self) -> None:
-        while not self._local:
+    async def _fill(self) -> None:
+        """Make ``_current`` hold an unread message, or raise why there will be none."""
+        while self._position >= len(self._current):
+            if self._local:
+                item = self._local.popleft()
+                if isinstance(item, _Overflowed):
+                    raise item.error
+                self._current, self._position = item, 0
+                continue
             try:
-                item = await self._receive.receive()
-            except anyio.EndOfStream:
+                self._local.append(await self._receive.receive())
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                if self._local:
+                    continue  # close() moved what was left into _local
                 if self._end_error is not None:
                     raise self._end_error from None
                 raise InboxClosed from None
-            if isinstance(item, _Overflowed):
-                raise item.error
-            self._local.extend(item)
 
     def _taken(self, count: int) -> None:
         self._queued -= count

@@ -252,7 +252,10 @@ class ManagedWebSocket:
 
     async def _delay_before(self, attempt: int, floor: float) -> float:
         s = self._settings
-        if s.reconnect_strategy is ReconnectStrategy.CALLBACK_CONTROLLED and s.should_reconnect:
+        if (
+            s.reconnect_strategy is ReconnectStrategy.CALLBACK_CONTROLLED
+            and s.should_reconnect is not None
+        ):
             return max(await self._ask_should_reconnect(s.should_reconnect), floor)
         return reconnect_delay(
             s.reconnect_strategy,
@@ -565,7 +568,10 @@ class ManagedWebSocket:
 
         Polls every ``reconnect_check_interval``. Returns False on timeout. Changes nothing.
         """
-        predicate = should_reconnect or self._settings.should_reconnect
+        # ``is None``, not ``or``: a callable object may well be falsy (e.g. it defines __len__).
+        predicate = (
+            self._settings.should_reconnect if should_reconnect is None else should_reconnect
+        )
         if predicate is None:
             raise ValueError("no should_reconnect predicate given or configured")
         with anyio.move_on_after(timeout):
