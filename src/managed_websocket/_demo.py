@@ -1,0 +1,125 @@
+"""The offline demo: the manager against the embedded test server, with faults injected.
+
+The server broadcasts a tick feed with sequence numbers. Every few seconds a fault hits the
+connection (drop, 1013 "try again later", half-open silence, a flapping server), and a
+``should_disconnect`` rule rotates the connection on a schedule. The summary shows how many
+ticks arrived, and which sequence numbers were missed while the connection was down.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._manager import ManagedWebSocket
+from ._models import DisconnectReason
+from .testing import WebSocketTestServer, open_test_server
+
+__all__ = ["run_demo"]
+
+TICK_INTERVAL = 0.01  # 100 ticks per second
+FAULT_INTERVAL = 3.0
+ROTATE_AFTER = 2.0  # the should_disconnect rule: rotate connections older than this
+
+
+class _Feed:
+    """What the consumer saw: sequence numbers and the gaps between them."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.last_seq: int | None = None
+        self.gaps = 0
+        self.missing = 0
+
+    def see(self, message: object) -> None:
+        if not isinstance(message, dict) or "seq" not in message:
+            return
+        seq = int(message["seq"])
+        self.ticks += 1
+        if self.last_seq is not None and seq > self.last_seq + 1:
+            self.gaps += 1
+            self.missing += seq - self.last_seq - 1
+        self.last_seq = seq
+
+
+async def _tick(server: WebSocketTestServer) -> None:
+    seq = 0
+    while True:
+        seq += 1
+        await server.broadcast(json.dumps({"type": "tick", "seq": seq, "price": 100 + seq % 7}))
+        await anyio.sleep(TICK_INTERVAL)
+
+
+async def _faults(server: WebSocketTestServer, say: Callable[[str], None]) -> None:
+    async def drop() -> None:
+        await server.drop_clients()
+
+    async def try_later() -> None:
+        await server.close_clients(1013, "maintenance")
+
+    async def silence() -> None:
+        server.silence_clients()
+
+    async def flap() -> None:
+        server.flap(count=2, code=1011)
+        await server.drop_clients()
+
+    faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("server drops the TCP connection (no close frame)", drop),
+        ("server closes with 1013 'try again later'", try_later),
+        ("server goes silent (half-open): keepalive must notice", silence),
+        ("server flaps: accepts, then closes at once, twice", flap),
+    ]
+    for name, inject in faults * 100:
+        await anyio.sleep(FAULT_INTERVAL)
+        say(f"*** fault: {name}")
+        await inject()
+
+
+async def run_demo(seconds: float, backend: str) -> int:
+    """Run the demo for ``seconds``; print a summary. Returns the exit code."""
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    feed = _Feed()
+    reasons: Counter[DisconnectReason] = Counter()
+    say(f"managed-websocket demo on {backend}: {seconds:g} s against an embedded tick server")
+    async with open_test_server(echo=False) as server:
+        ws = ManagedWebSocket(
+            server.url + "/ticks",
+            ping_interval=0.5,
+            ping_timeout=0.5,
+            reconnect_delay=0.1,
+            max_reconnect_delay=1.0,
+            server_unavailable_delay=0.5,  # a keyword is not clamped: a short demo floor
+            stable_connection_time=1.0,
+            max_reconnect_attempts=None,
+            disconnect_check_interval=0.5,
+            should_disconnect=lambda: ws.connection_duration > ROTATE_AFTER,
+            should_reconnect=lambda: True,
+            reconnect_check_interval=0.1,
+            on_disconnect=lambda reason: reasons.update([reason]),
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_tick, server)
+            async with ws:
+                tg.start_soon(_faults, server, say)
+                await ws.subscribe("ticks")
+                with anyio.move_on_after(seconds):
+                    async for message in ws:
+                        feed.see(message)
+            tg.cancel_scope.cancel()
+    from .cli import summary
+
+    say("--- summary")
+    say(summary(ws.stats, dict(reasons)))
+    say(
+        f"ticks received {feed.ticks}, sequence gaps {feed.gaps} "
+        f"({feed.missing} ticks missed while disconnected)"
+    )
+    return 0
