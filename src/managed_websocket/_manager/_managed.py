@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -87,6 +88,9 @@ class ManagedWebSocket:
         self._state = StateMachine(logger, str(self._url))
         self._inbox = Inbox(self._settings.queue_size, self._settings.overflow)
         self._subscriptions: dict[str, None] = {}
+        # Channels subscribed on the current connection; None until on_connect has returned
+        # (until then subscribe() leaves the sending to the replay, so nothing goes out twice).
+        self._announced: set[str] | None = None
         self._session: Session | None = None
         self._last_disconnect: DisconnectEvent | None = None
         self._disconnect_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
@@ -102,7 +106,7 @@ class ManagedWebSocket:
         self._running = False
         self._shutdown = False
         self._fatal: BaseException | None = None
-        self._settled = anyio.Event()  # first connection, or failure
+        self._settled = anyio.Event()  # first connection fully open, or failure
         self._owner_group: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -182,11 +186,15 @@ class ManagedWebSocket:
     async def _supervise_loop(self) -> None:
         attempt, floor = 0, 0.0
         while True:
-            conn = await self._dial(attempt, floor)
+            # The attempt that connected: a short-lived connection after it counts on from there.
+            conn, attempt = await self._dial(attempt, floor)
             if conn is None:  # close()/kill() while dialling
                 plan_wait, poll = True, False
             else:
                 event, connected_for = await self._serve(conn)
+                # The socket was closed under a shield: a shutdown()/force_close() that came
+                # meanwhile (state CLOSING) is delivered here, before the state moves on.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 plan = plan_after_disconnect(
                     event,
                     settings=self._settings,
@@ -206,8 +214,9 @@ class ManagedWebSocket:
                 await self._wait_for_permission(poll)
                 attempt, floor = 0, 0.0
 
-    async def _dial(self, attempt: int, floor: float) -> WebSocketConnection | None:
-        """Dial until a connection opens, through the backoff policy. None if interrupted."""
+    async def _dial(self, attempt: int, floor: float) -> tuple[WebSocketConnection | None, int]:
+        """Dial until a connection opens, through the backoff policy; return it (None if
+        interrupted) and the attempt it was."""
         last_error = self._last_disconnect.error if self._last_disconnect else None
         self._stay_down = False
         with anyio.CancelScope() as scope:
@@ -226,7 +235,7 @@ class ManagedWebSocket:
                 elif self._state.state is not _S.RECONNECTING:
                     self._state.set(_S.CONNECTING)
                 try:
-                    return await self._open()
+                    conn = await self._open()
                 except WebSocketError as exc:
                     if _is_fatal(exc):
                         raise
@@ -236,7 +245,15 @@ class ManagedWebSocket:
                         exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
                     )
                     attempt += 1
-        return None
+                    continue
+                if not (scope.cancel_called or self._shutdown):
+                    return conn, attempt
+                # close()/kill()/shutdown() came as the handshake completed: nobody wants it.
+                with anyio.CancelScope(shield=True):
+                    await conn.abort()
+                await anyio.lowlevel.checkpoint()  # shutdown: the run scope is cancelled
+                break
+        return None, attempt
 
     async def _open(self) -> WebSocketConnection:
         s = self._settings
@@ -286,12 +303,12 @@ class ManagedWebSocket:
             logger=logger,
         )
         self._session = session
+        self._announced = None
         self._phase_scope = None
         self._state.set(_S.CONNECTED)
         self._stats.record_connect()
         started = anyio.current_time()
         logger.info("= connected to %s", self._url)
-        self._settled.set()
         try:
             event = await session.run(self._on_open)
         finally:
@@ -303,10 +320,17 @@ class ManagedWebSocket:
 
     async def _on_open(self) -> None:
         await self._callbacks.call("on_connect", self._settings.on_connect)
+        announced = self._announced = set()
         for channel in list(self._subscriptions):
-            await self._send_control(
-                self._settings.subscription_protocol.subscribe_message(channel)
-            )
+            # subscribe()/unsubscribe() may run while we await: send each live channel once.
+            if channel in self._subscriptions and channel not in announced:
+                announced.add(channel)
+                await self._send_control(
+                    self._settings.subscription_protocol.subscribe_message(channel)
+                )
+        # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
+        # on_connect has run and the subscriptions are replayed, on both backends alike.
+        self._settled.set()
 
     async def _after_disconnect(self, event: DisconnectEvent) -> None:
         self._last_disconnect = event
@@ -424,12 +448,15 @@ class ManagedWebSocket:
         return self.stream()
 
     async def subscribe(self, *channels: str) -> None:
-        """Add channels (kept in order); sent now if connected, replayed after every connect."""
+        """Add channels (kept in order); sent now if connected (once on_connect has run, else
+        by the replay that follows it), replayed after every connect."""
         new = [c for c in dict.fromkeys(channels) if c not in self._subscriptions]
         for channel in new:
             self._subscriptions[channel] = None
-        if self.is_connected:
+        announced = self._announced
+        if self.is_connected and announced is not None:
             for channel in new:
+                announced.add(channel)
                 await self._send_control(
                     self._settings.subscription_protocol.subscribe_message(channel)
                 )
@@ -439,8 +466,12 @@ class ManagedWebSocket:
         removed = [c for c in dict.fromkeys(channels) if c in self._subscriptions]
         for channel in removed:
             del self._subscriptions[channel]
-        if self.is_connected:
+        announced = self._announced
+        if self.is_connected and announced is not None:
             for channel in removed:
+                if channel not in announced:
+                    continue  # never sent on this connection
+                announced.discard(channel)
                 await self._send_control(
                     self._settings.subscription_protocol.unsubscribe_message(channel)
                 )
