@@ -99,7 +99,8 @@ class WebSocketConnection:
         self._draining = False
         self._send_lock = anyio.Lock()
         self._read_lock = anyio.Lock()
-        self._pong_waiters: dict[bytes, _PongWaiter] = {}
+        # Per payload, in the order the pings were sent: two tasks may ping with the same payload.
+        self._pong_waiters: dict[bytes, list[_PongWaiter]] = {}
         self._ping_ids = itertools.count(1)
         self._close_code: int | None = None
         self._close_reason = ""
@@ -171,10 +172,13 @@ class WebSocketConnection:
         while not self._pending:
             if self._error is not None:
                 raise self._error
-            async with self._read_lock:
-                if not self._pending and self._error is None:
-                    await self._read_chunk()
-            self._wake_pingers()
+            try:
+                async with self._read_lock:
+                    if not self._pending and self._error is None:
+                        await self._read_chunk()
+            finally:
+                # Pingers waiting for a reader must learn that it stopped, even if cancelled.
+                self._wake_pingers()
 
     # Sending
 
@@ -201,7 +205,9 @@ class WebSocketConnection:
         """
         if payload is None:
             payload = next(self._ping_ids).to_bytes(8, "big")
-        waiter = self._pong_waiters[payload] = _PongWaiter()
+        waiter = _PongWaiter()
+        waiters = self._pong_waiters.setdefault(payload, [])
+        waiters.append(waiter)
         start = anyio.current_time()
         try:
             await self._send_event(Ping(payload=payload))
@@ -213,10 +219,15 @@ class WebSocketConnection:
                     # The reader wakes us when the pong comes, or when it stops reading.
                     await waiter.wake.wait()
                 else:
-                    async with self._read_lock:
-                        await self._read_chunk()
+                    try:
+                        async with self._read_lock:
+                            await self._read_chunk()
+                    finally:
+                        self._wake_pingers()  # other pingers may wait for us to stop reading
         finally:
-            del self._pong_waiters[payload]
+            waiters.remove(waiter)
+            if not waiters:
+                del self._pong_waiters[payload]
         return anyio.current_time() - start
 
     # Closing
@@ -323,10 +334,11 @@ class WebSocketConnection:
         return b""
 
     def _handle_pong(self, payload: bytes) -> None:
-        waiter = self._pong_waiters.get(bytes(payload))
-        if waiter is not None:
-            waiter.answered = True
-            waiter.wake.set()
+        for waiter in self._pong_waiters.get(bytes(payload), ()):
+            if not waiter.answered:  # the oldest ping with this payload
+                waiter.answered = True
+                waiter.wake.set()
+                break
 
     def _handle_close(self, event: CloseConnection) -> bytes:
         state = self._proto.state
@@ -372,8 +384,9 @@ class WebSocketConnection:
         self._wake_pingers()
 
     def _wake_pingers(self) -> None:
-        for waiter in self._pong_waiters.values():
-            waiter.wake.set()
+        for waiters in self._pong_waiters.values():
+            for waiter in waiters:
+                waiter.wake.set()
 
     # The write path: one lock, one place that maps errors.
 
