@@ -48,8 +48,12 @@ async def test_get_batch_returns_everything_available(
     inbox = make_inbox(0, "block")
     await inbox.put_batch([1, 2])
     await inbox.put_batch([3])
-    assert await inbox.get_batch() == [1, 2]
-    assert await inbox.get_batch() == [3]
+    assert await inbox.get_batch() == [1, 2, 3]
+    await inbox.put_batch([4])
+    assert await inbox.get() == 4
+    await inbox.put_batch([5, 6])
+    assert await inbox.get() == 5
+    assert await inbox.get_batch() == [6]
 
 
 async def test_drop_newest_keeps_the_first_messages(

@@ -60,6 +60,7 @@ class Inbox:
         self._blocked = False
         self._end_error: BaseException | None = None
         self._closed = False
+        self._gap: _Overflowed | None = None  # the last overflow marker, while nothing follows it
         self.dropped = 0
 
     def __del__(self) -> None:
@@ -105,9 +106,18 @@ class Inbox:
             self._push(batch[:kept])
         self.dropped += dropped
         if self._overflow == "error":
-            error = WebSocketQueueFullError(int(self._limit), dropped)
-            self._send.send_nowait(_Overflowed(error))
+            self._mark_gap(dropped)
         return dropped
+
+    def _mark_gap(self, dropped: int) -> None:
+        # One error per gap: drops with no message queued in between (several socket reads of
+        # one burst) add up in the marker that no consumer has taken yet.
+        gap = self._gap
+        if gap is not None:
+            gap.error = WebSocketQueueFullError(int(self._limit), gap.error.dropped_count + dropped)
+            return
+        self._gap = _Overflowed(WebSocketQueueFullError(int(self._limit), dropped))
+        self._send.send_nowait(self._gap)
 
     def _drop_oldest(self, count: int) -> None:
         self._queued -= count
@@ -133,6 +143,7 @@ class Inbox:
                 count = 0
 
     def _push(self, batch: list[Any]) -> None:
+        self._gap = None
         self._send.send_nowait(batch)
         self._queued += len(batch)
 
@@ -161,11 +172,7 @@ class Inbox:
             return
         self._closed = True
         self._end_error = error
-        while True:
-            try:
-                self._local.append(self._receive.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        self._local.extend(self._receive.receive_nowait() for _ in range(self._buffered()))
         self._send.close()  # wakes consumers waiting in receive() with EndOfStream
         self._receive.close()
         self._space.set()
@@ -194,7 +201,9 @@ class Inbox:
             await self._fill()
             rest = self._current[self._position :] if self._position else self._current
             self._position = len(self._current)
-            while self._local:
+            while self._local or self._buffered():
+                if not self._local:
+                    self._local.append(self._receive.receive_nowait())
                 head = self._local[0]
                 if not isinstance(head, list):
                     break
@@ -214,6 +223,8 @@ class Inbox:
             if self._local:
                 item = self._local.popleft()
                 if isinstance(item, _Overflowed):
+                    if item is self._gap:
+                        self._gap = None
                     raise item.error
                 self._current, self._position = item, 0
                 continue
@@ -225,6 +236,9 @@ class Inbox:
                 if self._end_error is not None:
                     raise self._end_error from None
                 raise InboxClosed from None
+
+    def _buffered(self) -> int:
+        return self._receive.statistics().current_buffer_used
 
     def _taken(self, count: int) -> None:
         self._queued -= count
