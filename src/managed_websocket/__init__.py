@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from ._connection import WebSocketConnection
+from ._events import (
+    Connected,
+    Connecting,
+    DisconnectDeferred,
+    Disconnected,
+    EventListener,
+    GapDetected,
+    LifecycleEvent,
+    MessagesDropped,
+    ReconnectScheduled,
+    RotationCompleted,
+    RotationFailed,
+    RotationStarted,
+)
 from ._exceptions import (
     WebSocketAbnormalClosureError,
     WebSocketClosedError,
@@ -20,6 +34,7 @@ from ._exceptions import (
     WebSocketTLSError,
 )
 from ._handshake import connect_websocket, open_websocket_connection
+from ._ledger import Outage
 from ._manager import ManagedWebSocket, MessageIterator, open_managed_websocket
 from ._models import (
     ConnectionState,
@@ -32,13 +47,26 @@ from ._redact import mask_url
 from ._settings import ManagedWebSocketOptions
 
 __all__ = [
+    "Connected",
+    "Connecting",
     "ConnectionState",
+    "DisconnectDeferred",
     "DisconnectEvent",
     "DisconnectReason",
+    "Disconnected",
+    "EventListener",
+    "GapDetected",
+    "LifecycleEvent",
     "ManagedWebSocket",
     "ManagedWebSocketOptions",
     "MessageIterator",
+    "MessagesDropped",
+    "Outage",
+    "ReconnectScheduled",
     "ReconnectStrategy",
+    "RotationCompleted",
+    "RotationFailed",
+    "RotationStarted",
     "WebSocketAbnormalClosureError",
     "WebSocketClosedError",
     "WebSocketConnection",

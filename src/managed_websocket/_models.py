@@ -110,6 +110,11 @@ class WebSocketStats:
     messages_dropped: int = 0
     reconnect_attempts: int = 0
     callback_errors: int = 0
+    rotations: int = 0  # make-before-break switches completed
+    rotations_failed: int = 0
+    overlap_messages: int = 0  # messages a new connection staged during rotations
+    duplicates_dropped: int = 0  # of those, already delivered by the old connection
+    gaps_detected: int = 0  # sequence jumps (with sequence_of)
     last_connect_time: float = 0.0  # wall clock, 0.0 = never
     last_disconnect_time: float = 0.0
     last_message_time: float = 0.0

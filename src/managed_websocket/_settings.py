@@ -13,7 +13,7 @@ import difflib
 import math
 import numbers
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict
 
@@ -87,6 +87,12 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     on_message: OnMessage | None
     on_alert: OnAlert | None
     on_disconnect_alert: OnDisconnectAlert | None
+    max_connection_age: float | None
+    rotation_timeout: float
+    is_warm: Callable[[Any], bool] | None
+    dedup_key: Callable[[Any], Hashable] | None
+    sequence_of: Callable[[Any], int | None] | None
+    max_defer: float | None
     config: Mapping[str, Any] | None
 
 
@@ -124,6 +130,13 @@ class Settings:
     on_message: OnMessage | None = None
     on_alert: OnAlert | None = None
     on_disconnect_alert: OnDisconnectAlert | None = None
+    # Rotation, critical sections, gap detection (make-before-break: see _manager/_rotation.py)
+    max_connection_age: float | None = None  # rotate (SCHEDULED) once a connection is this old
+    rotation_timeout: float = 30.0  # how long a new connection may take to warm up
+    is_warm: Callable[[Any], bool] | None = None  # default: its first data message
+    dedup_key: Callable[[Any], Hashable] | None = None  # drops duplicates across a rotation
+    sequence_of: Callable[[Any], int | None] | None = None  # enables gap detection
+    max_defer: float | None = None  # how long critical sections may hold a proactive disconnect
 
 
 def resolve_settings(options: Mapping[str, Any]) -> Settings:
@@ -385,8 +398,14 @@ _VALIDATORS: dict[str, _Validator] = {
     "ssl_context": _ssl_context,
     "decode": _callable_or_none,
     "subscription_protocol": _subscription_protocol,
+    "max_connection_age": _positive_or_none,
+    "rotation_timeout": _positive,
+    "max_defer": _positive_or_none,
     **dict.fromkeys(
         (
+            "is_warm",
+            "dedup_key",
+            "sequence_of",
             "should_disconnect",
             "should_reconnect",
             "on_connect",

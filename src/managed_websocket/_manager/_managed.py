@@ -1,24 +1,19 @@
-"""ManagedWebSocket: the supervisor loop and the public operations around it.
+"""ManagedWebSocket: the public object — lifetime, operations and properties.
 
-Shape. ``run()`` owns one task group. Its only long-lived task is the supervisor, a loop (never
-recursion): dial through the backoff policy → serve the connection in a :class:`Session` (its own
-cancel scope with the receive, keepalive and check loops) → decide with
-:func:`plan_after_disconnect` → wait or dial again. Public operations never poll flags: they set
-the intent (``_stay_down``, ``_dial_at``, ``_reconnect_after``) and cancel the scope of whatever
-the supervisor is doing now (``_phase_scope``) or end the session. ``shutdown()`` and
-``force_close()`` cancel the whole task group, so no reconnect can ever follow them.
-
-Messages reach consumers through an :class:`Inbox` (batches on an anyio memory object stream).
+The supervisor loop it runs lives in ``_supervisor.py``; this module adds ``run()`` /
+``async with`` (one task group, errors surfaced as plain exceptions), the operations of SPEC
+section 4, and read-only properties. Operations set the supervisor's intent and cancel scopes;
+they never poll.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -29,35 +24,23 @@ import anyio.lowlevel
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from .._alerts import AlertThrottle
-from .._backoff import exhausted, reconnect_delay
-from .._connection import WebSocketConnection
+from .._events import EventListener
 from .._exceptions import (
     WebSocketClosedError,
-    WebSocketConnectionError,
-    WebSocketError,
-    WebSocketHandshakeError,
-    WebSocketReconnectError,
     WebSocketTimeoutError,
-    WebSocketTLSError,
 )
-from .._handshake import open_websocket_connection
+from .._ledger import Outage
 from .._messages import encode_outgoing
 from .._models import (
     ConnectionState,
     DisconnectEvent,
     DisconnectReason,
-    ReconnectStrategy,
     WebSocketStats,
 )
-from .._settings import ShouldReconnect, resolve_settings
-from .._url import parse_ws_url
-from ._callbacks import CallbackRunner
+from .._settings import ShouldReconnect
 from ._groups import unwrap_group
 from ._inbox import Inbox, InboxClosed
-from ._plan import plan_after_disconnect
-from ._session import Session
-from ._state import StateMachine
+from ._supervisor import Supervisor, _reconnect_verdict
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -72,7 +55,7 @@ _S = ConnectionState
 _UP = (_S.CONNECTED, _S.CONNECTING)
 
 
-class ManagedWebSocket:
+class ManagedWebSocket(Supervisor):
     """A WebSocket connection that stays alive: reconnects, resubscribes and measures itself.
 
     Use ``async with ManagedWebSocket(url, **options) as ws`` (or :func:`open_managed_websocket`),
@@ -81,33 +64,7 @@ class ManagedWebSocket:
     """
 
     def __init__(self, url: str, **options: Unpack[ManagedWebSocketOptions]) -> None:
-        self._url = parse_ws_url(url)
-        self._settings = resolve_settings(options)
-        self._stats = WebSocketStats(clock=anyio.current_time)
-        self._callbacks = CallbackRunner(self._stats, logger)
-        self._state = StateMachine(logger, str(self._url))
-        self._inbox = Inbox(self._settings.queue_size, self._settings.overflow)
-        self._subscriptions: dict[str, None] = {}
-        # Channels subscribed on the current connection; None until on_connect has returned
-        # (until then subscribe() leaves the sending to the replay, so nothing goes out twice).
-        self._announced: set[str] | None = None
-        self._session: Session | None = None
-        self._last_disconnect: DisconnectEvent | None = None
-        self._disconnect_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
-        self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
-        self._dropped_since_alert = 0
-        # Intent, written by public operations and read by the supervisor.
-        self._stay_down = False
-        self._dial_at: float | None = None
-        self._reconnect_after: float | None = None
-        self._phase_scope: anyio.CancelScope | None = None
-        # Lifetime
-        self._run_scope: anyio.CancelScope | None = None
-        self._running = False
-        self._shutdown = False
-        self._fatal: BaseException | None = None
-        self._settled = anyio.Event()  # first connection fully open, or failure
-        self._owner_group: anyio.abc.TaskGroup | None = None
+        super().__init__(url, options)
 
     def __repr__(self) -> str:
         return f"<ManagedWebSocket {self._url} {self.state.name}>"
@@ -168,233 +125,6 @@ class ManagedWebSocket:
         except BaseExceptionGroup as nested:
             raise unwrap_group(nested, prefer=exc) from None
 
-    # ------------------------------------------------------------------ supervisor
-
-    async def _supervise(self) -> None:
-        try:
-            await self._supervise_loop()
-        except WebSocketError as exc:
-            self._fatal = exc
-            logger.error("! %s failed: %s", self._url, exc)
-        finally:
-            self._shutdown = True
-            self._session = None
-            self._state.set(_S.CLOSED)
-            self._inbox.close(self._fatal)
-            self._settled.set()
-
-    async def _supervise_loop(self) -> None:
-        attempt, floor = 0, 0.0
-        while True:
-            # The attempt that connected: a short-lived connection after it counts on from there.
-            conn, attempt = await self._dial(attempt, floor)
-            if conn is None:  # close()/kill() while dialling
-                plan_wait, poll = True, False
-            else:
-                event, connected_for = await self._serve(conn)
-                # The socket was closed under a shield: a shutdown()/force_close() that came
-                # meanwhile (state CLOSING) is delivered here, before the state moves on.
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                plan = plan_after_disconnect(
-                    event,
-                    settings=self._settings,
-                    attempt=attempt,
-                    connected_for=connected_for,
-                    stay_down=self._stay_down,
-                    reconnect_after=self._reconnect_after,
-                )
-                self._reconnect_after = None
-                attempt, floor = plan.attempt, plan.floor
-                if plan.reconnect_after is not None:
-                    self._dial_at = anyio.current_time() + plan.reconnect_after
-                plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
-                self._state.set(_S.RECONNECTING if plan.reconnect else _S.DISCONNECTED)
-                await self._after_disconnect(event)
-            if plan_wait:
-                await self._wait_for_permission(poll)
-                attempt, floor = 0, 0.0
-
-    async def _dial(self, attempt: int, floor: float) -> tuple[WebSocketConnection | None, int]:
-        """Dial until a connection opens, through the backoff policy; return it (None if
-        interrupted) and the attempt it was."""
-        last_error = self._last_disconnect.error if self._last_disconnect else None
-        self._stay_down = False
-        with anyio.CancelScope() as scope:
-            self._phase_scope = scope
-            while True:
-                if attempt > 0:
-                    if exhausted(attempt, self._settings.max_reconnect_attempts):
-                        raise WebSocketReconnectError(attempt - 1, last_error)
-                    delay = await self._delay_before(attempt, floor)
-                    self._state.set(_S.RECONNECTING)
-                    logger.info(
-                        "= reconnecting to %s in %.2f s (attempt %d)", self._url, delay, attempt
-                    )
-                    await anyio.sleep(delay)
-                    self._stats.reconnect_attempts += 1
-                elif self._state.state is not _S.RECONNECTING:
-                    self._state.set(_S.CONNECTING)
-                try:
-                    conn = await self._open()
-                except WebSocketError as exc:
-                    if _is_fatal(exc):
-                        raise
-                    last_error = exc
-                    logger.warning("! connecting to %s failed: %s", self._url, exc)
-                    floor = (
-                        exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
-                    )
-                    attempt += 1
-                    continue
-                if not (scope.cancel_called or self._shutdown):
-                    return conn, attempt
-                # close()/kill()/shutdown() came as the handshake completed: nobody wants it.
-                with anyio.CancelScope(shield=True):
-                    await conn.abort()
-                await anyio.lowlevel.checkpoint()  # shutdown: the run scope is cancelled
-                break
-        return None, attempt
-
-    async def _open(self) -> WebSocketConnection:
-        s = self._settings
-        return await open_websocket_connection(
-            self._url,
-            headers=s.headers,
-            subprotocols=s.subprotocols,
-            ssl_context=s.ssl_context,
-            connection_timeout=s.connection_timeout,
-            close_timeout=s.close_timeout,
-            max_message_size=s.max_message_size,
-        )
-
-    async def _delay_before(self, attempt: int, floor: float) -> float:
-        s = self._settings
-        if (
-            s.reconnect_strategy is ReconnectStrategy.CALLBACK_CONTROLLED
-            and s.should_reconnect is not None
-        ):
-            return max(await self._ask_should_reconnect(s.should_reconnect), floor)
-        return reconnect_delay(
-            s.reconnect_strategy,
-            attempt,
-            base=s.reconnect_delay,
-            maximum=s.max_reconnect_delay,
-            jitter=s.reconnect_jitter,
-            floor=floor,
-        )
-
-    async def _ask_should_reconnect(self, predicate: ShouldReconnect) -> float:
-        """CALLBACK_CONTROLLED: True → now, a number > 0 → that delay, else ask again later."""
-        while True:
-            verdict = await self._callbacks.call("should_reconnect", predicate)
-            delay = _reconnect_verdict(verdict)
-            if delay is not None:
-                return delay
-            await anyio.sleep(self._settings.reconnect_check_interval)
-
-    async def _serve(self, conn: WebSocketConnection) -> tuple[DisconnectEvent, float]:
-        session = Session(
-            conn,
-            settings=self._settings,
-            stats=self._stats,
-            inbox=self._inbox,
-            callbacks=self._callbacks,
-            on_dropped=self._on_dropped,
-            logger=logger,
-        )
-        self._session = session
-        self._announced = None
-        self._phase_scope = None
-        self._state.set(_S.CONNECTED)
-        self._stats.record_connect()
-        started = anyio.current_time()
-        logger.info("= connected to %s", self._url)
-        try:
-            event = await session.run(self._on_open)
-        finally:
-            self._session = None
-            self._stats.record_disconnect(
-                session.ending.reason if session.ending else DisconnectReason.NETWORK_ERROR
-            )
-        return event, anyio.current_time() - started
-
-    async def _on_open(self) -> None:
-        await self._callbacks.call("on_connect", self._settings.on_connect)
-        announced = self._announced = set()
-        for channel in list(self._subscriptions):
-            # subscribe()/unsubscribe() may run while we await: send each live channel once.
-            if channel in self._subscriptions and channel not in announced:
-                announced.add(channel)
-                await self._send_control(
-                    self._settings.subscription_protocol.subscribe_message(channel)
-                )
-        # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
-        # on_connect has run and the subscriptions are replayed, on both backends alike.
-        self._settled.set()
-
-    async def _after_disconnect(self, event: DisconnectEvent) -> None:
-        self._last_disconnect = event
-        level = logging.INFO if event.reason.is_proactive else logging.WARNING
-        logger.log(
-            level, "= disconnected from %s: %s (code %s)", self._url, event.reason.name, event.code
-        )
-        if event.close_reason:
-            logger.debug("  close reason: %r", event.close_reason)
-        await self._callbacks.call("on_disconnect", self._settings.on_disconnect, event.reason)
-        count = self._disconnect_alerts.record(anyio.current_time())
-        if count is not None:
-            await self._callbacks.call(
-                "on_disconnect_alert", self._settings.on_disconnect_alert, event.reason, count
-            )
-
-    async def _on_dropped(self, count: int) -> None:
-        self._stats.messages_dropped += count
-        self._dropped_since_alert += count
-        if self._drop_alerts.record(anyio.current_time()) is None:
-            return
-        dropped, self._dropped_since_alert = self._dropped_since_alert, 0
-        logger.warning(
-            "! message queue full: dropped %d messages (%s)", dropped, self._settings.overflow
-        )
-        await self._callbacks.call(
-            "on_alert",
-            self._settings.on_alert,
-            "queue_overflow",
-            f"message queue full: dropped {dropped} messages",
-            {
-                "queue_size": self._settings.queue_size,
-                "dropped": dropped,
-                "overflow": self._settings.overflow,
-            },
-        )
-
-    async def _wait_for_permission(self, poll: bool) -> None:
-        """Wait in DISCONNECTED (or RECONNECTING while a dial is scheduled) until allowed to dial."""
-        while True:
-            now = anyio.current_time()
-            if self._dial_at is not None and self._dial_at <= now:
-                self._dial_at = None
-                return
-            wait = float("inf") if self._dial_at is None else self._dial_at - now
-            self._state.set(_S.DISCONNECTED if self._dial_at is None else _S.RECONNECTING)
-            polling = poll and not self._stay_down
-            if polling:
-                wait = min(wait, self._settings.reconnect_check_interval)
-            with anyio.CancelScope() as scope:
-                self._phase_scope = scope  # connect()/schedule_reconnect()/close() wake us
-                await anyio.sleep(wait)
-            if polling and not scope.cancel_called and self._dial_at is None:
-                verdict = await self._callbacks.call(
-                    "should_reconnect", self._settings.should_reconnect
-                )
-                delay = _reconnect_verdict(verdict)
-                if delay is not None:
-                    self._dial_at = anyio.current_time() + delay
-
-    def _wake(self) -> None:
-        if self._phase_scope is not None:
-            self._phase_scope.cancel()
-
     # ------------------------------------------------------------------ operations
 
     async def send(self, data: Any) -> None:
@@ -406,18 +136,6 @@ class ManagedWebSocket:
         """
         encoded = encode_outgoing(data)
         await self._send_encoded(encoded)
-
-    async def _send_encoded(self, encoded: str | bytes) -> None:
-        session = self._session
-        if session is None or not self.state.can_send():
-            raise WebSocketClosedError("not connected", code=1006)
-        await session.conn.send(encoded)
-        self._stats.record_sent(len(encoded))
-
-    async def _send_control(self, message: object) -> None:
-        # If the connection just went, the channel stays subscribed and is replayed on the next.
-        with contextlib.suppress(WebSocketClosedError):
-            await self._send_encoded(encode_outgoing(message))
 
     async def receive(self, timeout: float | None = None) -> Any:
         """The next message. Waits across reconnects.
@@ -484,7 +202,8 @@ class ManagedWebSocket:
         """Close gracefully (1000) now; returns once disconnected, without waiting to reconnect.
 
         The manager reconnects after ``reconnect_after`` seconds, or when ``should_reconnect``
-        allows, or stays DISCONNECTED until :meth:`connect`. No-op unless CONNECTED.
+        allows, or stays DISCONNECTED until :meth:`connect`. No-op unless CONNECTED. While a
+        :meth:`critical` section is open it waits (at most ``max_defer``) before closing.
         """
         session = self._session
         if session is None or not self.is_connected:
@@ -492,9 +211,45 @@ class ManagedWebSocket:
             return
         if reconnect_after is not None and not reconnect_after >= 0:
             raise ValueError("reconnect_after must be >= 0")
+        await session.wait_for_critical_sections(reason)
+        if session is not self._session:
+            return  # the connection ended while we waited
         self._reconnect_after = reconnect_after
         session.end(DisconnectEvent(reason, 1000, at=time.time()))
         await self._state.wait_for(lambda s: s is not _S.CONNECTED, None)
+
+    async def rotate(self) -> bool:
+        """Replace the connection without a gap (make-before-break).
+
+        Opens a second connection while the current one keeps delivering, replays the
+        subscriptions on it, waits until it is warm (its first data message, or ``is_warm``;
+        at most ``rotation_timeout``), switches the consumer over (dropping duplicates when
+        ``dedup_key`` is set) and closes the old connection with 1000. Waits for open
+        :meth:`critical` sections first. Returns False, keeping the old connection, if the new
+        one fails or does not warm up in time.
+        """
+        return await self._rotate(DisconnectReason.SCHEDULED)
+
+    def critical(self) -> AbstractAsyncContextManager[None]:
+        """``async with ws.critical():`` holds every proactive disconnect (should_disconnect,
+        request_disconnect, rotation, max_connection_age) until the last open section closes, or
+        ``max_defer`` runs out. Nestable, usable from many tasks. Reactive disconnects cannot
+        be held; one that happens inside a section is reported as such in :meth:`events`."""
+        return self._critical.section()
+
+    def events(self, buffer: int = 256) -> EventListener:
+        """A new listener of lifecycle events (``async for event in ws.events()``).
+
+        Each listener has its own bounded buffer (``buffer`` events; 0 = unbounded): a slow
+        listener never blocks the feed; what does not fit is dropped and counted in
+        ``listener.dropped``. Close it with ``aclose()`` or use it as ``async with``.
+        """
+        return self._events.listen(buffer)
+
+    @property
+    def outages(self) -> tuple[Outage, ...]:
+        """One record per interval without a live connection (or with a replaced one)."""
+        return self._ledger.records
 
     async def schedule_reconnect(self, delay: float) -> None:
         """Reconnect after ``delay`` seconds, run by the manager. From DISCONNECTED/RECONNECTING."""
@@ -700,26 +455,6 @@ class MessageIterator:
             return await self._next()
         except InboxClosed:
             raise StopAsyncIteration from None
-
-
-def _reconnect_verdict(verdict: object) -> float | None:
-    """should_reconnect's answer: True → 0 (now); a number > 0 → that delay; else None (not yet).
-
-    Checked by type, so ``1`` means one second and only ``True`` means now (SPEC, D19)."""
-    if verdict is True:
-        return 0.0
-    if isinstance(verdict, int | float) and not isinstance(verdict, bool) and verdict > 0:
-        return float(verdict)
-    return None
-
-
-def _is_fatal(error: WebSocketError) -> bool:
-    """Errors no retry can fix: a 4xx refusal (but 408/429), a failed certificate check."""
-    if isinstance(error, WebSocketHandshakeError):
-        return not error.is_retryable
-    if isinstance(error, WebSocketTLSError):
-        return isinstance(error.last_error, ssl.SSLCertVerificationError)
-    return not isinstance(error, WebSocketConnectionError | WebSocketTimeoutError)
 
 
 def open_managed_websocket(

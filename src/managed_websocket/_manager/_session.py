@@ -1,11 +1,15 @@
-"""One live connection and the tasks that serve it, all inside one cancel scope.
+"""A serving period: the live connection and the tasks that serve it, in one cancel scope.
 
-A session runs, in its own task group: the receive loop (socket → decode → ``on_message`` →
-inbox), the keepalive loop and the ``should_disconnect`` checks. Whoever decides the connection is
-over — one of those loops, or a public operation such as ``close()`` — calls :meth:`Session.end`
-with a :class:`DisconnectEvent`: the first event wins and the scope is cancelled, so nothing of
-this connection can outlive it. :meth:`Session.run` then closes the socket (gracefully for a
-proactive end, at once otherwise), shielded, and returns the event.
+A session runs, in its own task group, one *link* per connection (its receive loop and keepalive
+in the link's own scope), the ``should_disconnect`` checks and the ``max_connection_age`` timer.
+Normally there is one link. During a make-before-break rotation there are two: the primary keeps
+delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
+primary and makes the candidate live, splicing its staged messages in without duplicates.
+
+Whoever decides the session is over — a loop, or a public operation such as ``close()`` — calls
+:meth:`Session.end` with a :class:`DisconnectEvent`: the first event wins and the scope is
+cancelled, so nothing of this session can outlive it. :meth:`Session.run` then closes the sockets
+(the primary gracefully for a proactive end, at once otherwise), shielded, and returns the event.
 """
 
 from __future__ import annotations
@@ -13,23 +17,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from .._backoff import reconnect_delay
 from .._connection import WebSocketConnection
+from .._events import DisconnectDeferred, EventHub, GapDetected
 from .._exceptions import (
     WebSocketAbnormalClosureError,
     WebSocketClosedError,
     WebSocketError,
     WebSocketProtocolError,
 )
+from .._ledger import OutageLedger
 from .._models import DisconnectEvent, DisconnectReason, WebSocketStats
 from .._settings import Settings
 from ._callbacks import CallbackRunner
+from ._critical import CriticalSections
 from ._inbox import Inbox
+from ._rotation import Deduplicator
 
-__all__ = ["Session", "event_for_error"]
+__all__ = ["Link", "Session", "Shared", "event_for_error"]
 
 
 def event_for_error(error: BaseException) -> DisconnectEvent:
@@ -46,88 +56,211 @@ def event_for_error(error: BaseException) -> DisconnectEvent:
     return DisconnectEvent(DisconnectReason.NETWORK_ERROR, error=error, at=now)
 
 
-class Session:
-    def __init__(
-        self,
-        conn: WebSocketConnection,
-        *,
-        settings: Settings,
-        stats: WebSocketStats,
-        inbox: Inbox,
-        callbacks: CallbackRunner,
-        on_dropped: Callable[[int], Awaitable[None]],
-        logger: logging.Logger,
-    ) -> None:
+@dataclass
+class Shared:
+    """The manager's parts a session uses."""
+
+    settings: Settings
+    stats: WebSocketStats
+    callbacks: CallbackRunner
+    critical: CriticalSections
+    events: EventHub
+    ledger: OutageLedger
+    on_dropped: Callable[[int], Awaitable[None]]
+    rotate: Callable[[DisconnectReason], Awaitable[bool]]
+    logger: logging.Logger
+
+
+class Link:
+    """One connection of a session. ``staged`` is a list while it is a rotation candidate."""
+
+    def __init__(self, conn: WebSocketConnection, *, staged: bool) -> None:
         self.conn = conn
-        self._settings = settings
-        self._stats = stats
+        self.scope = anyio.CancelScope()
+        self.staged: list[Any] | None = [] if staged else None
+        self.warm = anyio.Event()  # a candidate received what makes it warm (or failed)
+        self.failure: DisconnectEvent | None = None
+        self.retired = False  # replaced by a rotation: its end is not the session's end
+        self.opened_at = anyio.current_time()
+
+
+class Session:
+    def __init__(self, conn: WebSocketConnection, shared: Shared, inbox: Inbox) -> None:
+        self._shared = shared
+        self._settings = shared.settings
         self._inbox = inbox
-        self._callbacks = callbacks
-        self._on_dropped = on_dropped
-        self._logger = logger
-        self._scope: anyio.CancelScope | None = None
+        self.primary = Link(conn, staged=False)
+        self._candidates: list[Link] = []
+        self._dedup: Deduplicator | None = None
+        self._delivery_lock = anyio.Lock()
+        self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
 
+    @property
+    def conn(self) -> WebSocketConnection:
+        return self.primary.conn
+
     def end(self, event: DisconnectEvent) -> None:
-        """End this connection for ``event``'s reason (the first call wins)."""
+        """End this session for ``event``'s reason (the first call wins)."""
         if self.ending is None:
             self.ending = event
-        if self._scope is not None:
-            self._scope.cancel()
+        for candidate in self._candidates:
+            candidate.warm.set()  # a rotation in progress gives up
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
 
-    async def run(self, on_open: Callable[[], Awaitable[None]]) -> DisconnectEvent:
-        """Serve the connection until something ends it; return why. The socket is closed after."""
+    async def run(
+        self, on_open: Callable[[WebSocketConnection], Awaitable[None]]
+    ) -> DisconnectEvent:
+        """Serve until something ends the session; return why. Every socket is closed after."""
         try:
             async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
+                self._group = tg
                 if self.ending is not None:  # ended before it started (e.g. close() raced us)
                     tg.cancel_scope.cancel()
-                tg.start_soon(self._receive_loop)
-                if self._settings.ping_interval is not None:
-                    tg.start_soon(self._keepalive, self._settings.ping_interval)
+                tg.start_soon(self._serve_link, self.primary)
                 if self._settings.should_disconnect is not None:
                     tg.start_soon(self._disconnect_checks)
+                if self._settings.max_connection_age is not None:
+                    tg.start_soon(self._age_rotation, self._settings.max_connection_age)
                 try:
-                    await on_open()
+                    await on_open(self.primary.conn)
                 except WebSocketError as exc:
                     # The connection died during on_connect/resubscribe; the reader reports why.
-                    self._logger.debug("! connection failed while opening: %s", exc)
+                    self._shared.logger.debug("! connection failed while opening: %s", exc)
         finally:
-            await self._close_socket()
+            with anyio.CancelScope(shield=True):
+                for candidate in self._candidates:
+                    await candidate.conn.abort()
+                await self._close_primary()
         if self.ending is None:
             self.ending = DisconnectEvent(DisconnectReason.NETWORK_ERROR, at=time.time())
         return self.ending
 
-    async def _close_socket(self) -> None:
+    async def _close_primary(self) -> None:
+        ending = self.ending
+        if ending is not None and ending.reason.is_proactive:
+            with anyio.move_on_after(self._settings.close_timeout):
+                await self.primary.conn.aclose(1000)
+        await self.primary.conn.abort()  # a no-op once closed; otherwise the socket goes now
+
+    # Rotation (driven by ManagedWebSocket.rotate)
+
+    def add_candidate(self, conn: WebSocketConnection) -> Link:
+        """Start serving a new connection beside the primary; it stages what it receives."""
+        assert self._group is not None
+        link = Link(conn, staged=True)
+        self._candidates.append(link)
+        key = self._settings.dedup_key
+        if key is not None:
+            self._dedup = Deduplicator(key)  # the primary records what it delivers from now on
+        self._group.start_soon(self._serve_link, link)
+        return link
+
+    async def discard(self, link: Link) -> None:
+        """Give up a candidate: its socket is aborted; the primary stays."""
+        if link in self._candidates:
+            self._candidates.remove(link)
+        self._dedup = None
+        link.scope.cancel()
         with anyio.CancelScope(shield=True):
-            ending = self.ending
-            if ending is not None and ending.reason.is_proactive:
-                with anyio.move_on_after(self._settings.close_timeout):
-                    await self.conn.aclose(1000)
-            await self.conn.abort()  # a no-op once closed; otherwise the socket goes now
+            await link.conn.abort()
 
-    # The loops
+    async def switch_to(self, link: Link) -> tuple[int, int]:
+        """Make ``link`` the primary; return (messages staged, duplicates dropped)."""
+        async with self._delivery_lock:  # the old primary finishes the batch it is delivering
+            old = self.primary
+            old.retired = True
+            old.scope.cancel()
+            self._candidates.remove(link)
+            self.primary = link
+            staged, link.staged = link.staged or [], None
+            dedup = self._dedup
+            if dedup is not None:
+                dedup.switched()
+            duplicates = await self._deliver_live(staged)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
+            await old.conn.aclose(1000)
+        with anyio.CancelScope(shield=True):
+            await old.conn.abort()
+        return len(staged), duplicates
 
-    async def _receive_loop(self) -> None:
-        conn = self.conn
+    # One link: reader and keepalive
+
+    async def _serve_link(self, link: Link) -> None:
+        with link.scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._receive_loop, link)
+                if self._settings.ping_interval is not None:
+                    tg.start_soon(self._keepalive, link, self._settings.ping_interval)
+
+    def _link_failed(self, link: Link, event: DisconnectEvent) -> None:
+        if link.retired:
+            return
+        if link is self.primary:
+            self.end(event)
+        else:  # a candidate died while warming up: the rotation fails, the primary stays
+            link.failure = event
+            link.warm.set()
+            link.scope.cancel()
+
+    async def _receive_loop(self, link: Link) -> None:
+        conn = link.conn
         try:
             while True:
-                await self._deliver(await conn.receive_batch())
+                await self._deliver(link, await conn.receive_batch())
         except WebSocketError as exc:
-            self.end(event_for_error(exc))
+            self._link_failed(link, event_for_error(exc))
 
-    async def _deliver(self, batch: list[Any]) -> None:
-        self._stats.record_received(len(batch), sum(map(len, batch)))
+    async def _deliver(self, link: Link, batch: list[Any]) -> None:
+        stats = self._shared.stats
+        stats.record_received(len(batch), sum(map(len, batch)))
         decode = self._settings.decode
         if decode is not None:
             batch = self._decode(decode, batch)
+        if link.staged is not None:
+            link.staged.extend(batch)
+            is_warm = self._settings.is_warm
+            if is_warm is None or any(is_warm(message) for message in batch):
+                link.warm.set()
+            return
+        async with self._delivery_lock:
+            if not link.retired:
+                await self._deliver_live(batch)
+
+    async def _deliver_live(self, batch: list[Any]) -> int:
+        """Hand a batch to the consumer; return how many duplicates a rotation dropped."""
+        duplicates = 0
+        dedup = self._dedup
+        if dedup is not None:
+            batch, duplicates = dedup.process(batch)
+            if dedup.done:
+                self._dedup = None
         on_message = self._settings.on_message
         if on_message is not None:
             for message in batch:
-                await self._callbacks.call("on_message", on_message, message)
+                await self._shared.callbacks.call("on_message", on_message, message)
+        if self._settings.sequence_of is not None:
+            self._detect_gaps(self._settings.sequence_of, batch)
         dropped = await self._inbox.put_batch(batch)
         if dropped:
-            await self._on_dropped(dropped)
+            await self._shared.on_dropped(dropped)
+        return duplicates
+
+    def _detect_gaps(self, sequence_of: Callable[[Any], int | None], batch: list[Any]) -> None:
+        for message in batch:
+            try:
+                seq = sequence_of(message)
+            except Exception:
+                self._shared.stats.callback_errors += 1
+                self._shared.logger.exception("! sequence_of raised; message not checked")
+                continue
+            if seq is None:
+                continue
+            gap = self._shared.ledger.observe(seq)
+            if gap is not None:
+                self._shared.stats.gaps_detected += 1
+                self._shared.events.publish(GapDetected(first_missing=gap[0], last_missing=gap[1]))
 
     def _decode(self, decode: Callable[[str | bytes], Any], batch: list[Any]) -> list[Any]:
         try:
@@ -140,36 +273,80 @@ class Session:
         try:
             return decode(message)
         except Exception:
-            self._stats.callback_errors += 1
-            self._logger.exception("! decode raised; delivering the raw message")
+            self._shared.stats.callback_errors += 1
+            self._shared.logger.exception("! decode raised; delivering the raw message")
             return message
 
-    async def _keepalive(self, interval: float) -> None:
+    async def _keepalive(self, link: Link, interval: float) -> None:
         timeout = self._settings.ping_timeout
+        stats = self._shared.stats
         while True:
             await anyio.sleep(interval)
-            if self._inbox.blocked:
+            if self._inbox.blocked and link is self.primary:
                 # The reader is waiting for a slow consumer, not for the network: the data it
                 # is holding proves the peer is alive, and a pong could not be read anyway.
                 continue
-            received_before = self.conn.bytes_received
+            received_before = link.conn.bytes_received
             with anyio.move_on_after(timeout):
                 try:
-                    self._stats.latency = await self.conn.ping()
+                    stats.latency = await link.conn.ping()
                 except WebSocketError:
                     return  # the connection ended; the receive loop reports why
-                self._logger.debug("%% pong after %.1f ms", self._stats.latency * 1000)
+                self._shared.logger.debug("%% pong after %.1f ms", stats.latency * 1000)
                 continue
-            if self.conn.bytes_received > received_before or self._inbox.blocked:
+            if link.conn.bytes_received > received_before or self._inbox.blocked:
                 continue  # any inbound traffic counts as liveness (SPEC 5)
-            self._logger.warning("! no pong within %g s: connection considered dead", timeout)
-            self.end(DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time()))
+            self._shared.logger.warning(
+                "! no pong within %g s: connection considered dead", timeout
+            )
+            self._link_failed(link, DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time()))
             return
+
+    # Proactive timers
+
+    async def wait_for_critical_sections(self, reason: DisconnectReason) -> None:
+        """Hold a proactive disconnect while critical sections are open (up to max_defer)."""
+        waited = await self._shared.critical.wait_until_clear(self._settings.max_defer)
+        if waited is not None:
+            seconds, forced = waited
+            log = self._shared.logger.warning if forced else self._shared.logger.info
+            log(
+                "= %s disconnect deferred %.3f s by critical sections%s",
+                reason.name,
+                seconds,
+                " (max_defer reached)" if forced else "",
+            )
+            self._shared.events.publish(
+                DisconnectDeferred(reason=reason, waited=seconds, forced=forced)
+            )
 
     async def _disconnect_checks(self) -> None:
         should_disconnect = self._settings.should_disconnect
         while True:
             await anyio.sleep(self._settings.disconnect_check_interval)
-            if await self._callbacks.call("should_disconnect", should_disconnect):
-                self.end(DisconnectEvent(DisconnectReason.CALLBACK_TRIGGERED, at=time.time()))
+            if await self._shared.callbacks.call("should_disconnect", should_disconnect):
+                reason = DisconnectReason.CALLBACK_TRIGGERED
+                await self.wait_for_critical_sections(reason)
+                self.end(DisconnectEvent(reason, 1000, at=time.time()))
                 return
+
+    async def _age_rotation(self, max_age: float) -> None:
+        failures = 0
+        while True:
+            age = anyio.current_time() - self.primary.opened_at
+            delay = max(max_age - age, 0.0)
+            if failures:
+                delay = max(delay, self._retry_delay(failures))
+            await anyio.sleep(delay)
+            rotated = await self._shared.rotate(DisconnectReason.SCHEDULED)
+            failures = 0 if rotated else failures + 1
+
+    def _retry_delay(self, failures: int) -> float:
+        s = self._settings
+        return reconnect_delay(
+            s.reconnect_strategy,
+            failures,
+            base=s.reconnect_delay,
+            maximum=s.max_reconnect_delay,
+            jitter=s.reconnect_jitter,
+        )

@@ -10,11 +10,27 @@ every client did, and lets a test refuse, stall, flap, close, drop, reset or sil
         await server.wait_for_handshakes(1)
         await server.drop_clients()  # FIN without a close frame
         assert server.clients[0].ended_by == "server_drop"
+
+For faults below WebSocket — latency, a bandwidth cap, a network partition, connections cut or
+refused — put :func:`open_fault_proxy` (a TCP proxy) in front of it, or of any other server::
+
+    async with open_test_server() as server, open_fault_proxy("127.0.0.1", server.port) as proxy:
+        ...  # connect to proxy.url_for("/ws")
+        proxy.blackhole()
 """
 
 from __future__ import annotations
 
+from ._proxy import FaultProxy, ProxyCounters, open_fault_proxy
 from ._records import ClientRecord, EndedBy
 from ._server import WebSocketTestServer, open_test_server
 
-__all__ = ["ClientRecord", "EndedBy", "WebSocketTestServer", "open_test_server"]
+__all__ = [
+    "ClientRecord",
+    "EndedBy",
+    "FaultProxy",
+    "ProxyCounters",
+    "WebSocketTestServer",
+    "open_fault_proxy",
+    "open_test_server",
+]

@@ -1,0 +1,194 @@
+"""Lifecycle events: typed, frozen values, and a hub that fans them out to listeners.
+
+``ws.events()`` gives each caller its own bounded buffer, so a slow listener never blocks the
+feed: when its buffer is full the event is dropped for that listener and counted
+(``EventListener.dropped``). Publishing never awaits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._models import DisconnectReason
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "Connected",
+    "Connecting",
+    "DisconnectDeferred",
+    "Disconnected",
+    "EventHub",
+    "EventListener",
+    "GapDetected",
+    "LifecycleEvent",
+    "MessagesDropped",
+    "ReconnectScheduled",
+    "RotationCompleted",
+    "RotationFailed",
+    "RotationStarted",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleEvent:
+    """Base class of every event; ``at`` is the wall-clock time it happened."""
+
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connecting(LifecycleEvent):
+    """A dial starts: ``attempt`` 0 is a first or requested connection, n > 0 a reconnect."""
+
+    attempt: int
+    delay: float  # what was waited before this dial
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected(LifecycleEvent):
+    subprotocol: str | None
+    latency: float | None  # the last keepalive round trip known, if any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected(LifecycleEvent):
+    reason: DisconnectReason
+    code: int | None
+    close_reason: str  # the peer's text, masked: only its length is kept (secrets stay out)
+    in_critical_section: bool = False  # a reactive disconnect that hit a critical section
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconnectScheduled(LifecycleEvent):
+    delay: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationStarted(LifecycleEvent):
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationCompleted(LifecycleEvent):
+    overlap_messages: int  # messages the new connection delivered during the overlap
+    duplicates_dropped: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationFailed(LifecycleEvent):
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessagesDropped(LifecycleEvent):
+    count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisconnectDeferred(LifecycleEvent):
+    """A proactive disconnect waited for critical sections; ``forced`` when max_defer ran out."""
+
+    reason: DisconnectReason
+    waited: float
+    forced: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GapDetected(LifecycleEvent):
+    """Sequence numbers ``first_missing``..``last_missing`` (inclusive) never arrived."""
+
+    first_missing: int
+    last_missing: int
+
+
+class EventListener:
+    """One listener's view: ``async for event in listener``; ``aclose()`` (or ``async with``) to
+    stop listening."""
+
+    def __init__(self, hub: EventHub, buffer: int) -> None:
+        self._hub = hub
+        send, receive = anyio.create_memory_object_stream[LifecycleEvent](
+            buffer if buffer > 0 else math.inf
+        )
+        self._send: MemoryObjectSendStream[LifecycleEvent] = send
+        self._receive: MemoryObjectReceiveStream[LifecycleEvent] = receive
+        self.dropped = 0
+
+    def _offer(self, event: LifecycleEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self.dropped += 1
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    def _end(self) -> None:
+        self._send.close()
+
+    def __aiter__(self) -> EventListener:
+        return self
+
+    async def __anext__(self) -> LifecycleEvent:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._hub._remove(self)
+        self._send.close()
+        self._receive.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        self._send.close()
+        self._receive.close()
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._listeners: list[EventListener] = []
+        self._closed = False
+
+    def listen(self, buffer: int = 256) -> EventListener:
+        listener = EventListener(self, buffer)
+        if self._closed:
+            listener._end()
+        else:
+            self._listeners.append(listener)
+        return listener
+
+    def publish(self, event: LifecycleEvent) -> None:
+        for listener in self._listeners:
+            listener._offer(event)
+
+    def close(self) -> None:
+        """No more events: every listener's iteration ends after what it has buffered."""
+        self._closed = True
+        for listener in self._listeners:
+            listener._end()
+        self._listeners.clear()
+
+    def _remove(self, listener: EventListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)

@@ -1,0 +1,463 @@
+"""The supervisor: one loop that dials, serves, decides and waits (SPEC section 5).
+
+Shape. ``run()`` (in ``_managed.py``) owns one task group whose only long-lived task is
+:meth:`Supervisor._supervise`, a loop (never recursion): dial through the backoff policy → serve
+the connection in a :class:`Session` (its own cancel scope with the receive, keepalive and check
+loops) → decide with :func:`plan_after_disconnect` → wait or dial again. Public operations never
+poll flags: they set the intent (``_stay_down``, ``_dial_at``, ``_reconnect_after``) and cancel the
+scope of whatever the supervisor is doing now (``_phase_scope``) or end the session.
+``shutdown()`` and ``force_close()`` cancel the whole task group, so no reconnect can follow them.
+
+Make-before-break rotation (:meth:`Supervisor._rotate`) opens a second connection inside the
+current session and switches to it once warm; see ``_session.py`` and ``_rotation.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .._alerts import AlertThrottle
+from .._backoff import exhausted, reconnect_delay
+from .._connection import WebSocketConnection
+from .._events import (
+    Connected,
+    Connecting,
+    Disconnected,
+    EventHub,
+    MessagesDropped,
+    ReconnectScheduled,
+    RotationCompleted,
+    RotationFailed,
+    RotationStarted,
+)
+from .._exceptions import (
+    WebSocketClosedError,
+    WebSocketConnectionError,
+    WebSocketError,
+    WebSocketHandshakeError,
+    WebSocketReconnectError,
+    WebSocketTimeoutError,
+    WebSocketTLSError,
+)
+from .._handshake import open_websocket_connection
+from .._ledger import OutageLedger
+from .._messages import encode_outgoing
+from .._models import (
+    ConnectionState,
+    DisconnectEvent,
+    DisconnectReason,
+    ReconnectStrategy,
+    WebSocketStats,
+)
+from .._settings import ShouldReconnect, resolve_settings
+from .._url import parse_ws_url
+from ._callbacks import CallbackRunner
+from ._critical import CriticalSections
+from ._inbox import Inbox
+from ._plan import plan_after_disconnect
+from ._session import Session, Shared
+from ._state import StateMachine
+
+__all__ = ["Supervisor"]
+
+logger = logging.getLogger("managed_websocket")
+
+_S = ConnectionState
+
+
+class Supervisor:
+    """The connection supervisor; :class:`ManagedWebSocket` adds the public operations."""
+
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+        self._url = parse_ws_url(url)
+        self._settings = resolve_settings(options)
+        self._stats = WebSocketStats(clock=anyio.current_time)
+        self._callbacks = CallbackRunner(self._stats, logger)
+        self._state = StateMachine(logger, str(self._url))
+        self._inbox = Inbox(self._settings.queue_size, self._settings.overflow)
+        self._subscriptions: dict[str, None] = {}
+        # Channels subscribed on the current connection; None until on_connect has returned
+        # (until then subscribe() leaves the sending to the replay, so nothing goes out twice).
+        self._announced: set[str] | None = None
+        self._session: Session | None = None
+        self._critical = CriticalSections()
+        self._events = EventHub()
+        self._ledger = OutageLedger()
+        self._rotating = False
+        self._last_disconnect: DisconnectEvent | None = None
+        self._disconnect_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
+        self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
+        self._dropped_since_alert = 0
+        # Intent, written by public operations and read by the supervisor.
+        self._stay_down = False
+        self._dial_at: float | None = None
+        self._reconnect_after: float | None = None
+        self._phase_scope: anyio.CancelScope | None = None
+        # Lifetime
+        self._run_scope: anyio.CancelScope | None = None
+        self._running = False
+        self._shutdown = False
+        self._fatal: BaseException | None = None
+        self._settled = anyio.Event()  # first connection fully open, or failure
+        self._owner_group: anyio.abc.TaskGroup | None = None
+
+    # ------------------------------------------------------------------ supervisor
+
+    async def _supervise(self) -> None:
+        try:
+            await self._supervise_loop()
+        except WebSocketError as exc:
+            self._fatal = exc
+            logger.error("! %s failed: %s", self._url, exc)
+        finally:
+            self._shutdown = True
+            self._session = None
+            self._state.set(_S.CLOSED)
+            self._inbox.close(self._fatal)
+            self._events.close()
+            self._settled.set()
+
+    async def _supervise_loop(self) -> None:
+        attempt, floor = 0, 0.0
+        while True:
+            # The attempt that connected: a short-lived connection after it counts on from there.
+            conn, attempt = await self._dial(attempt, floor)
+            if conn is None:  # close()/kill() while dialling
+                plan_wait, poll = True, False
+            else:
+                event, connected_for = await self._serve(conn)
+                # The socket was closed under a shield: a shutdown()/force_close() that came
+                # meanwhile (state CLOSING) is delivered here, before the state moves on.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                plan = plan_after_disconnect(
+                    event,
+                    settings=self._settings,
+                    attempt=attempt,
+                    connected_for=connected_for,
+                    stay_down=self._stay_down,
+                    reconnect_after=self._reconnect_after,
+                )
+                self._reconnect_after = None
+                attempt, floor = plan.attempt, plan.floor
+                if plan.reconnect_after is not None:
+                    self._dial_at = anyio.current_time() + plan.reconnect_after
+                plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
+                self._state.set(_S.RECONNECTING if plan.reconnect else _S.DISCONNECTED)
+                await self._after_disconnect(event)
+            if plan_wait:
+                await self._wait_for_permission(poll)
+                attempt, floor = 0, 0.0
+
+    async def _dial(self, attempt: int, floor: float) -> tuple[WebSocketConnection | None, int]:
+        """Dial until a connection opens, through the backoff policy; return it (None if
+        interrupted) and the attempt it was."""
+        last_error = self._last_disconnect.error if self._last_disconnect else None
+        self._stay_down = False
+        with anyio.CancelScope() as scope:
+            self._phase_scope = scope
+            while True:
+                if attempt > 0:
+                    if exhausted(attempt, self._settings.max_reconnect_attempts):
+                        raise WebSocketReconnectError(attempt - 1, last_error)
+                    delay = await self._delay_before(attempt, floor)
+                    self._state.set(_S.RECONNECTING)
+                    logger.info(
+                        "= reconnecting to %s in %.2f s (attempt %d)", self._url, delay, attempt
+                    )
+                    self._events.publish(ReconnectScheduled(delay=delay, attempt=attempt))
+                    await anyio.sleep(delay)
+                    self._stats.reconnect_attempts += 1
+                else:
+                    delay = 0.0
+                    if self._state.state is not _S.RECONNECTING:
+                        self._state.set(_S.CONNECTING)
+                self._events.publish(Connecting(attempt=attempt, delay=delay))
+                try:
+                    conn = await self._open()
+                except WebSocketError as exc:
+                    if _is_fatal(exc):
+                        raise
+                    last_error = exc
+                    logger.warning("! connecting to %s failed: %s", self._url, exc)
+                    floor = (
+                        exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
+                    )
+                    attempt += 1
+                    continue
+                if not (scope.cancel_called or self._shutdown):
+                    return conn, attempt
+                # close()/kill()/shutdown() came as the handshake completed: nobody wants it.
+                with anyio.CancelScope(shield=True):
+                    await conn.abort()
+                await anyio.lowlevel.checkpoint()  # shutdown: the run scope is cancelled
+                break
+        return None, attempt
+
+    async def _open(self) -> WebSocketConnection:
+        s = self._settings
+        return await open_websocket_connection(
+            self._url,
+            headers=s.headers,
+            subprotocols=s.subprotocols,
+            ssl_context=s.ssl_context,
+            connection_timeout=s.connection_timeout,
+            close_timeout=s.close_timeout,
+            max_message_size=s.max_message_size,
+        )
+
+    async def _delay_before(self, attempt: int, floor: float) -> float:
+        s = self._settings
+        if (
+            s.reconnect_strategy is ReconnectStrategy.CALLBACK_CONTROLLED
+            and s.should_reconnect is not None
+        ):
+            return max(await self._ask_should_reconnect(s.should_reconnect), floor)
+        return reconnect_delay(
+            s.reconnect_strategy,
+            attempt,
+            base=s.reconnect_delay,
+            maximum=s.max_reconnect_delay,
+            jitter=s.reconnect_jitter,
+            floor=floor,
+        )
+
+    async def _ask_should_reconnect(self, predicate: ShouldReconnect) -> float:
+        """CALLBACK_CONTROLLED: True → now, a number > 0 → that delay, else ask again later."""
+        while True:
+            verdict = await self._callbacks.call("should_reconnect", predicate)
+            delay = _reconnect_verdict(verdict)
+            if delay is not None:
+                return delay
+            await anyio.sleep(self._settings.reconnect_check_interval)
+
+    async def _serve(self, conn: WebSocketConnection) -> tuple[DisconnectEvent, float]:
+        session = Session(conn, self._shared(), self._inbox)
+        self._session = session
+        self._announced = None
+        self._phase_scope = None
+        self._state.set(_S.CONNECTED)
+        self._stats.record_connect()
+        started = anyio.current_time()
+        logger.info("= connected to %s", self._url)
+        self._ledger.restored(started)
+        self._events.publish(Connected(subprotocol=conn.subprotocol, latency=self._stats.latency))
+        try:
+            event = await session.run(self._on_open)
+        finally:
+            self._session = None
+            ending = session.ending or DisconnectEvent(DisconnectReason.NETWORK_ERROR)
+            self._stats.record_disconnect(ending.reason)
+            self._ledger.lost(anyio.current_time(), ending.reason, ending.code)
+        return event, anyio.current_time() - started
+
+    def _shared(self) -> Shared:
+        return Shared(
+            settings=self._settings,
+            stats=self._stats,
+            callbacks=self._callbacks,
+            critical=self._critical,
+            events=self._events,
+            ledger=self._ledger,
+            on_dropped=self._on_dropped,
+            rotate=self._rotate,
+            logger=logger,
+        )
+
+    async def _on_open(self, conn: WebSocketConnection) -> None:
+        await self._callbacks.call("on_connect", self._settings.on_connect)
+        self._announced = await self._replay_subscriptions(conn)
+        # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
+        # on_connect has run and the subscriptions are replayed, on both backends alike.
+        self._settled.set()
+
+    async def _replay_subscriptions(self, conn: WebSocketConnection) -> set[str]:
+        announced: set[str] = set()
+        for channel in list(self._subscriptions):
+            # subscribe()/unsubscribe() may run while we await: send each live channel once.
+            if channel in self._subscriptions and channel not in announced:
+                announced.add(channel)
+                message = self._settings.subscription_protocol.subscribe_message(channel)
+                await self._send_control(message, conn)
+        return announced
+
+    async def _after_disconnect(self, event: DisconnectEvent) -> None:
+        self._last_disconnect = event
+        level = logging.INFO if event.reason.is_proactive else logging.WARNING
+        logger.log(
+            level, "= disconnected from %s: %s (code %s)", self._url, event.reason.name, event.code
+        )
+        if event.close_reason:
+            logger.debug("  close reason: %r", event.close_reason)
+        self._events.publish(
+            Disconnected(
+                reason=event.reason,
+                code=event.code,
+                close_reason=_masked_reason(event.close_reason),
+                in_critical_section=self._critical.active and event.reason.is_reactive,
+            )
+        )
+        await self._callbacks.call("on_disconnect", self._settings.on_disconnect, event.reason)
+        count = self._disconnect_alerts.record(anyio.current_time())
+        if count is not None:
+            await self._callbacks.call(
+                "on_disconnect_alert", self._settings.on_disconnect_alert, event.reason, count
+            )
+
+    async def _on_dropped(self, count: int) -> None:
+        self._stats.messages_dropped += count
+        self._dropped_since_alert += count
+        if self._drop_alerts.record(anyio.current_time()) is None:
+            return
+        dropped, self._dropped_since_alert = self._dropped_since_alert, 0
+        self._events.publish(MessagesDropped(count=dropped))
+        logger.warning(
+            "! message queue full: dropped %d messages (%s)", dropped, self._settings.overflow
+        )
+        await self._callbacks.call(
+            "on_alert",
+            self._settings.on_alert,
+            "queue_overflow",
+            f"message queue full: dropped {dropped} messages",
+            {
+                "queue_size": self._settings.queue_size,
+                "dropped": dropped,
+                "overflow": self._settings.overflow,
+            },
+        )
+
+    async def _wait_for_permission(self, poll: bool) -> None:
+        """Wait in DISCONNECTED (or RECONNECTING while a dial is scheduled) until allowed to dial."""
+        while True:
+            now = anyio.current_time()
+            if self._dial_at is not None and self._dial_at <= now:
+                self._dial_at = None
+                return
+            wait = float("inf") if self._dial_at is None else self._dial_at - now
+            self._state.set(_S.DISCONNECTED if self._dial_at is None else _S.RECONNECTING)
+            polling = poll and not self._stay_down
+            if polling:
+                wait = min(wait, self._settings.reconnect_check_interval)
+            with anyio.CancelScope() as scope:
+                self._phase_scope = scope  # connect()/schedule_reconnect()/close() wake us
+                await anyio.sleep(wait)
+            if polling and not scope.cancel_called and self._dial_at is None:
+                verdict = await self._callbacks.call(
+                    "should_reconnect", self._settings.should_reconnect
+                )
+                delay = _reconnect_verdict(verdict)
+                if delay is not None:
+                    self._dial_at = anyio.current_time() + delay
+
+    # ------------------------------------------------------------------ rotation
+
+    async def _rotate(self, reason: DisconnectReason) -> bool:
+        """Make-before-break: open a second connection, replay the subscriptions on it, wait until
+        it is warm, switch the consumer over, close the old one with 1000. False if it failed
+        (the old connection stays)."""
+        session = self._session
+        if session is None or self._rotating or not self._state.state.can_send():
+            return False
+        self._rotating = True
+        try:
+            await session.wait_for_critical_sections(reason)
+            return await self._rotate_session(session, reason)
+        finally:
+            self._rotating = False
+
+    async def _rotate_session(self, session: Session, reason: DisconnectReason) -> bool:
+        logger.info("= rotating %s (%s)", self._url, reason.name)
+        self._events.publish(RotationStarted(reason=reason))
+        started = anyio.current_time()
+        try:
+            conn = await self._open()
+        except WebSocketError as exc:
+            return self._rotation_failed(f"dial failed: {exc}")
+        link = session.add_candidate(conn)
+        try:
+            await self._callbacks.call("on_connect", self._settings.on_connect)
+            announced = await self._replay_subscriptions(conn)
+            with anyio.move_on_after(self._settings.rotation_timeout):
+                await link.warm.wait()
+        except BaseException:
+            await session.discard(link)
+            raise
+        if not link.warm.is_set() or link.failure is not None or session.ending is not None:
+            await session.discard(link)
+            why = "not warm within rotation_timeout" if not link.warm.is_set() else "it failed"
+            return self._rotation_failed(f"new connection {why}")
+        staged, duplicates = await session.switch_to(link)
+        self._announced = announced
+        self._stats.record_connect()
+        self._stats.rotations += 1
+        self._stats.overlap_messages += staged
+        self._stats.duplicates_dropped += duplicates
+        self._ledger.rotated(started, anyio.current_time())
+        self._events.publish(
+            RotationCompleted(overlap_messages=staged, duplicates_dropped=duplicates)
+        )
+        logger.info(
+            "= rotated %s: %d overlap messages, %d duplicates dropped",
+            self._url,
+            staged,
+            duplicates,
+        )
+        return True
+
+    def _rotation_failed(self, why: str) -> bool:
+        self._stats.rotations_failed += 1
+        logger.warning(
+            "! rotation of %s failed: %s; keeping the current connection", self._url, why
+        )
+        self._events.publish(RotationFailed(error=why))
+        return False
+
+    def _wake(self) -> None:
+        if self._phase_scope is not None:
+            self._phase_scope.cancel()
+
+    async def _send_encoded(
+        self, encoded: str | bytes, conn: WebSocketConnection | None = None
+    ) -> None:
+        session = self._session
+        if session is None or not self._state.state.can_send():
+            raise WebSocketClosedError("not connected", code=1006)
+        await (conn or session.conn).send(encoded)
+        self._stats.record_sent(len(encoded))
+
+    async def _send_control(self, message: object, conn: WebSocketConnection | None = None) -> None:
+        # If the connection just went, the channel stays subscribed and is replayed on the next.
+        with contextlib.suppress(WebSocketClosedError):
+            await self._send_encoded(encode_outgoing(message), conn)
+
+
+def _reconnect_verdict(verdict: object) -> float | None:
+    """should_reconnect's answer: True → 0 (now); a number > 0 → that delay; else None (not yet).
+
+    Checked by type, so ``1`` means one second and only ``True`` means now (SPEC, D19)."""
+    if verdict is True:
+        return 0.0
+    if isinstance(verdict, int | float) and not isinstance(verdict, bool) and verdict > 0:
+        return float(verdict)
+    return None
+
+
+def _is_fatal(error: WebSocketError) -> bool:
+    """Errors no retry can fix: a 4xx refusal (but 408/429), a failed certificate check."""
+    if isinstance(error, WebSocketHandshakeError):
+        return not error.is_retryable
+    if isinstance(error, WebSocketTLSError):
+        return isinstance(error.last_error, ssl.SSLCertVerificationError)
+    return not isinstance(error, WebSocketConnectionError | WebSocketTimeoutError)
+
+
+def _masked_reason(reason: str) -> str:
+    """A peer's close reason may carry secrets: events keep only its length."""
+    return f"<{len(reason)} characters>" if reason else ""
