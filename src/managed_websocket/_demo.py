@@ -1,9 +1,11 @@
 """The offline demo: the manager against the embedded test server, with faults injected.
 
-The server broadcasts a tick feed with sequence numbers. Every few seconds a fault hits the
-connection (drop, 1013 "try again later", half-open silence, a flapping server), and a
-``should_disconnect`` rule rotates the connection on a schedule. The summary shows how many
-ticks arrived, and which sequence numbers were missed while the connection was down.
+The server broadcasts a tick feed with sequence numbers. Every couple of seconds something
+happens: a fault hits the connection (drop, 1013 "try again later", half-open silence, a flapping
+server), or the demo rotates the connection make-before-break (no tick lost), or it stays quiet
+and a ``should_disconnect`` rule closes connections older than a few seconds. The summary shows
+how many ticks arrived, and the outage ledger: each interval without a connection, and exactly
+which sequence numbers it cost.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from ._ledger import Outage
 from ._manager import ManagedWebSocket
 from ._models import DisconnectReason
 from .testing import WebSocketTestServer, open_test_server
@@ -22,8 +25,8 @@ from .testing import WebSocketTestServer, open_test_server
 __all__ = ["run_demo"]
 
 TICK_INTERVAL = 0.01  # 100 ticks per second
-FAULT_INTERVAL = 3.0
-ROTATE_AFTER = 2.0  # the should_disconnect rule: rotate connections older than this
+STEP_INTERVAL = 2.0
+MAX_AGE = 3.0  # the should_disconnect rule: reconnect connections older than this
 
 
 class _Feed:
@@ -54,7 +57,9 @@ async def _tick(server: WebSocketTestServer) -> None:
         await anyio.sleep(TICK_INTERVAL)
 
 
-async def _faults(server: WebSocketTestServer, say: Callable[[str], None]) -> None:
+async def _scenario(
+    server: WebSocketTestServer, ws: ManagedWebSocket, say: Callable[[str], None]
+) -> None:
     async def drop() -> None:
         await server.drop_clients()
 
@@ -68,16 +73,25 @@ async def _faults(server: WebSocketTestServer, say: Callable[[str], None]) -> No
         server.flap(count=2, code=1011)
         await server.drop_clients()
 
-    faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("server drops the TCP connection (no close frame)", drop),
-        ("server closes with 1013 'try again later'", try_later),
-        ("server goes silent (half-open): keepalive must notice", silence),
-        ("server flaps: accepts, then closes at once, twice", flap),
+    async def rotate() -> None:
+        await ws.rotate()
+
+    async def quiet() -> None:
+        pass
+
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("fault: server drops the TCP connection (no close frame)", drop),
+        ("planned: rotate make-before-break", rotate),
+        ("fault: server closes with 1013 'try again later'", try_later),
+        (f"quiet: should_disconnect closes connections older than {MAX_AGE:g} s", quiet),
+        ("fault: server goes silent (half-open): keepalive must notice", silence),
+        ("planned: rotate make-before-break", rotate),
+        ("fault: server flaps: accepts, then closes at once, twice", flap),
     ]
-    for name, inject in faults * 100:
-        await anyio.sleep(FAULT_INTERVAL)
-        say(f"*** fault: {name}")
-        await inject()
+    for name, step in steps * 100:
+        await anyio.sleep(STEP_INTERVAL)
+        say(f"*** {name}")
+        await step()
 
 
 async def run_demo(seconds: float, backend: str) -> int:
@@ -94,13 +108,16 @@ async def run_demo(seconds: float, backend: str) -> int:
             server.url + "/ticks",
             ping_interval=0.5,
             ping_timeout=0.5,
+            close_timeout=1.0,  # a half-open peer never answers our close frame
             reconnect_delay=0.1,
             max_reconnect_delay=1.0,
             server_unavailable_delay=0.5,  # a keyword is not clamped: a short demo floor
             stable_connection_time=1.0,
             max_reconnect_attempts=None,
             disconnect_check_interval=0.5,
-            should_disconnect=lambda: ws.connection_duration > ROTATE_AFTER,
+            should_disconnect=lambda: ws.connection_duration > MAX_AGE,
+            dedup_key=lambda message: message.get("seq"),
+            sequence_of=lambda message: message.get("seq"),
             should_reconnect=lambda: True,
             reconnect_check_interval=0.1,
             on_disconnect=lambda reason: reasons.update([reason]),
@@ -108,7 +125,7 @@ async def run_demo(seconds: float, backend: str) -> int:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tick, server)
             async with ws:
-                tg.start_soon(_faults, server, say)
+                tg.start_soon(_scenario, server, ws, say)
                 await ws.subscribe("ticks")
                 with anyio.move_on_after(seconds):
                     async for message in ws:
@@ -119,7 +136,24 @@ async def run_demo(seconds: float, backend: str) -> int:
     say("--- summary")
     say(summary(ws.stats, dict(reasons)))
     say(
+        f"rotations {ws.stats.rotations} ({ws.stats.duplicates_dropped} duplicates dropped), "
         f"ticks received {feed.ticks}, sequence gaps {feed.gaps} "
         f"({feed.missing} ticks missed while disconnected)"
     )
+    say("outage ledger:")
+    for outage in ws.outages:
+        say("  " + _describe(outage))
     return 0
+
+
+def _describe(outage: Outage) -> str:
+    duration = f"{outage.duration * 1000:7.1f} ms" if outage.duration is not None else "   (open)"
+    missing = (
+        f"missed seq {outage.first_missing}..{outage.last_missing}"
+        if outage.first_missing is not None
+        else "nothing missed"
+        if outage.covered
+        else "no gap seen"
+    )
+    kind = "rotation (covered)" if outage.covered else f"{outage.reason.name} code {outage.code}"
+    return f"{duration}  {kind:<28} {missing}"

@@ -95,6 +95,7 @@ class Session:
         self._delivery_lock = anyio.Lock()
         self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
+        self.ended_at: float | None = None  # when the end was decided (the socket closes after)
 
     @property
     def conn(self) -> WebSocketConnection:
@@ -104,6 +105,7 @@ class Session:
         """End this session for ``event``'s reason (the first call wins)."""
         if self.ending is None:
             self.ending = event
+            self.ended_at = anyio.current_time()
         for candidate in self._candidates:
             candidate.warm.set()  # a rotation in progress gives up
         if self._group is not None:

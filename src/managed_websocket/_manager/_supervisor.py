@@ -255,7 +255,8 @@ class Supervisor:
             self._session = None
             ending = session.ending or DisconnectEvent(DisconnectReason.NETWORK_ERROR)
             self._stats.record_disconnect(ending.reason)
-            self._ledger.lost(anyio.current_time(), ending.reason, ending.code)
+            ended_at = session.ended_at if session.ended_at is not None else anyio.current_time()
+            self._ledger.lost(ended_at, ending.reason, ending.code)
         return event, anyio.current_time() - started
 
     def _shared(self) -> Shared:
@@ -380,6 +381,10 @@ class Supervisor:
             conn = await self._open()
         except WebSocketError as exc:
             return self._rotation_failed(f"dial failed: {exc}")
+        if session.ending is not None:  # the connection ended while we dialled
+            with anyio.CancelScope(shield=True):
+                await conn.abort()
+            return self._rotation_failed("the current connection ended meanwhile")
         link = session.add_candidate(conn)
         try:
             await self._callbacks.call("on_connect", self._settings.on_connect)
