@@ -220,9 +220,11 @@ class FaultProxy:
     def blackhole(self) -> None:
         """Stop forwarding in both directions, and keep every socket open (a network partition).
 
-        Nothing is lost: bytes (and half-closes) wait in the proxy and in the kernels' buffers,
-        as TCP would retransmit them, and flow again after :meth:`restore` — if the peers are
-        still there. New connections are accepted and connected too, then held the same way.
+        Nothing is lost: bytes, half-closes and resets wait in the proxy and in the kernels'
+        buffers, as TCP would retransmit them, and get through after :meth:`restore` — if the
+        peers are still there. :meth:`cut` and leaving the ``async with`` block still close
+        everything at once. New connections are accepted and connected too, then held the same
+        way.
         """
         if not self._blackholed:
             self._blackholed = True
@@ -389,7 +391,10 @@ class _Link:
                     await chunks.send(_EOF)
                     return
                 except _GONE:
-                    self.abort(reset=True)  # a reset (or error) on one side resets the other
+                    # A reset (or error) on one side resets the other — once it would get
+                    # through: a partition holds it like any other packet.
+                    await self._proxy._wait_to_forward(-math.inf)
+                    self.abort(reset=True)
                     return
                 try:
                     await chunks.send((anyio.current_time(), data))
