@@ -92,6 +92,7 @@ class Supervisor:
         self._events = EventHub()
         self._ledger = OutageLedger()
         self._rotating = False
+        self._ended_in_critical = False  # a critical section was open when the last one ended
         self._last_disconnect: DisconnectEvent | None = None
         self._disconnect_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
         self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
@@ -256,7 +257,16 @@ class Supervisor:
             ending = session.ending or DisconnectEvent(DisconnectReason.NETWORK_ERROR)
             self._stats.record_disconnect(ending.reason)
             ended_at = session.ended_at if session.ended_at is not None else anyio.current_time()
+            self._ended_in_critical = session.ended_in_critical or self._critical.active
             self._ledger.lost(ended_at, ending.reason, ending.code)
+            if session.ending is not None and self._shutdown:
+                # shutdown()/force_close() cancel the supervisor before its loop reports the
+                # disconnect: report it here, so on_disconnect runs once per disconnect.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(self._settings.close_timeout),
+                ):
+                    await self._after_disconnect(session.ending)
         return event, anyio.current_time() - started
 
     def _shared(self) -> Shared:
@@ -290,6 +300,8 @@ class Supervisor:
         return announced
 
     async def _after_disconnect(self, event: DisconnectEvent) -> None:
+        if event is self._last_disconnect:
+            return  # already reported (a shutdown racing the loop)
         self._last_disconnect = event
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
         logger.log(
@@ -302,7 +314,7 @@ class Supervisor:
                 reason=event.reason,
                 code=event.code,
                 close_reason=_masked_reason(event.close_reason),
-                in_critical_section=self._critical.active and event.reason.is_reactive,
+                in_critical_section=self._ended_in_critical and event.reason.is_reactive,
             )
         )
         await self._callbacks.call("on_disconnect", self._settings.on_disconnect, event.reason)
@@ -367,21 +379,31 @@ class Supervisor:
         if session is None or self._rotating or not self._state.state.can_send():
             return False
         self._rotating = True
+        max_defer = self._settings.max_defer
+        deadline = None if max_defer is None else anyio.current_time() + max_defer
         try:
-            await session.wait_for_critical_sections(reason)
-            return await self._rotate_session(session, reason)
+            await session.wait_for_critical_sections(reason, deadline)
+            return await self._rotate_session(session, reason, deadline)
         finally:
             self._rotating = False
 
-    async def _rotate_session(self, session: Session, reason: DisconnectReason) -> bool:
+    async def _rotate_session(
+        self, session: Session, reason: DisconnectReason, deadline: float | None
+    ) -> bool:
         logger.info("= rotating %s (%s)", self._url, reason.name)
         self._events.publish(RotationStarted(reason=reason))
         started = anyio.current_time()
+        session.begin_rotation()  # before the dial: the server may send as soon as it accepts
         try:
             conn = await self._open()
         except WebSocketError as exc:
+            session.abandon_rotation()
             return self._rotation_failed(f"dial failed: {exc}")
+        except BaseException:
+            session.abandon_rotation()
+            raise
         if session.ending is not None:  # the connection ended while we dialled
+            session.abandon_rotation()
             with anyio.CancelScope(shield=True):
                 await conn.abort()
             return self._rotation_failed("the current connection ended meanwhile")
@@ -391,13 +413,22 @@ class Supervisor:
             announced = await self._replay_subscriptions(conn)
             with anyio.move_on_after(self._settings.rotation_timeout):
                 await link.warm.wait()
+            if link.warm.is_set() and link.failure is None and session.ending is None:
+                # The switch closes the old connection: a section opened meanwhile holds it too.
+                await session.wait_for_critical_sections(reason, deadline)
         except BaseException:
             await session.discard(link)
             raise
         if not link.warm.is_set() or link.failure is not None or session.ending is not None:
+            # Say why before discarding: the aborted candidate's reader may report a failure.
+            if link.warm.is_set():
+                why = "new connection failed"
+            elif link.hot:  # with dedup_key: the old one never delivered what the new one got
+                why = "new connection did not overlap the current one within rotation_timeout"
+            else:
+                why = "new connection not warm within rotation_timeout"
             await session.discard(link)
-            why = "not warm within rotation_timeout" if not link.warm.is_set() else "it failed"
-            return self._rotation_failed(f"new connection {why}")
+            return self._rotation_failed(why)
         staged, duplicates = await session.switch_to(link)
         self._announced = announced
         self._stats.record_connect()
@@ -434,7 +465,13 @@ class Supervisor:
         session = self._session
         if session is None or not self._state.state.can_send():
             raise WebSocketClosedError("not connected", code=1006)
-        await (conn or session.conn).send(encoded)
+        target = conn or session.conn
+        try:
+            await target.send(encoded)
+        except WebSocketClosedError:
+            if target is session.conn:
+                session.send_failed()
+            raise
         self._stats.record_sent(len(encoded))
 
     async def _send_control(self, message: object, conn: WebSocketConnection | None = None) -> None:
