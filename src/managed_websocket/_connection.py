@@ -1,11 +1,18 @@
-"""One open client WebSocket connection: wsproto over an anyio byte stream.
+"""One open client WebSocket connection: our sans-I/O frame code over an anyio byte stream.
 
 Theory of operation. Nothing runs in the background: whoever calls :meth:`receive_batch` (or
-:meth:`receive`, or :meth:`ping` when nobody else is reading) reads the socket, feeds wsproto and
-handles every event in one place, :meth:`_handle_events`. wsproto answers nothing by itself, so
-this module sends the pong for each ping and the close frame for each close (RFC 6455 5.5.1,
-5.5.2). Complete messages queue up in ``_pending``; one socket read can complete many messages and
-the caller gets them all at once, which keeps the per-message cost low.
+:meth:`receive`, or :meth:`ping` when nobody else is reading) reads the socket, feeds the
+:class:`~._frames.FrameReader` and handles every event in one place, :meth:`_handle_events`. The
+reader answers nothing by itself, so this module sends the pong for each ping and the close frame
+for each close (RFC 6455 5.5.1, 5.5.2). Complete messages queue up in ``_pending``; one socket
+read can complete many messages and the caller gets them all at once, which keeps the per-message
+cost low. Outgoing frames are built (and masked) by :func:`~._frames.encode_frame`.
+
+The close handshake state is ours too (``_state``, :class:`_State`): OPEN until a close frame is
+sent (LOCAL_CLOSING: we wait for the peer's) or received (REMOTE_CLOSING: we answer it at once),
+CLOSED when both have been exchanged or the socket ended. wsproto is used only for the HTTP
+upgrade, in ``_handshake.py``; frames that arrived together with the 101 response come in as
+``initial_data``.
 
 Once the connection has ended, ``_error`` holds the exception that explains why; messages that
 arrived before it are still handed out first, then every receive raises it.
@@ -15,23 +22,13 @@ Opening a connection (TCP, TLS, the HTTP upgrade) lives in ``_handshake.py``.
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections import deque
 from collections.abc import Sequence
-from typing import cast
 
 import anyio
 import anyio.abc
-from wsproto import WSConnection
-from wsproto.connection import ConnectionState as ProtocolState
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    Pong,
-    TextMessage,
-)
 
 from ._exceptions import (
     WebSocketAbnormalClosureError,
@@ -39,6 +36,20 @@ from ._exceptions import (
     WebSocketError,
     WebSocketMessageTooBigError,
     WebSocketProtocolError,
+)
+from ._frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Close,
+    FrameReader,
+    Ping,
+    Pong,
+    ProtocolFailure,
+    close_payload,
+    encode_frame,
 )
 from ._url import WebSocketURL
 
@@ -52,6 +63,22 @@ DEFAULT_READ_SIZE = 262_144
 _STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 Data = str | bytes
+_MESSAGE_TYPES = (str, bytes)  # the reader's events that are whole messages
+
+
+class _State(enum.Enum):
+    """The close handshake (RFC 6455 7.1): the same four states wsproto's connection keeps."""
+
+    OPEN = 1
+    LOCAL_CLOSING = 2  # we sent a close frame and wait for the peer's
+    REMOTE_CLOSING = 3  # the peer sent one; we answer at once, so this is brief
+    CLOSED = 4  # both sent, or the socket ended
+
+
+_OPEN = _State.OPEN
+_LOCAL_CLOSING = _State.LOCAL_CLOSING
+_REMOTE_CLOSING = _State.REMOTE_CLOSING
+_CLOSED = _State.CLOSED
 
 
 class _PongWaiter:
@@ -73,7 +100,6 @@ class WebSocketConnection:
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
-        protocol: WSConnection,
         *,
         url: WebSocketURL,
         subprotocol: str | None,
@@ -81,9 +107,12 @@ class WebSocketConnection:
         max_message_size: int,
         close_timeout: float,
         read_size: int = DEFAULT_READ_SIZE,
+        initial_data: bytes = b"",
     ) -> None:
+        """``initial_data``: bytes the server sent after its 101 response, already read."""
         self._stream = stream
-        self._proto = protocol
+        self._state = _OPEN
+        self._reader = FrameReader(max_message_size)
         self._url = url
         self._subprotocol = subprotocol
         self._response_headers = list(response_headers)
@@ -91,8 +120,6 @@ class WebSocketConnection:
         self._close_timeout = close_timeout
         self._read_size = read_size
         self._pending: deque[Data] = deque()
-        self._fragments: list[Data] = []
-        self._fragments_size = 0
         self._error: WebSocketError | None = None
         self._socket_closed = False
         self._failing = False  # we sent a close frame because the peer misbehaved
@@ -106,6 +133,8 @@ class WebSocketConnection:
         self._close_reason = ""
         self.bytes_received = 0
         self.bytes_sent = 0
+        # Call _handle_events() next: the handshake does, right after creating the connection.
+        self._reader.receive_data(initial_data)
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else f"closed code={self._close_code}"
@@ -115,6 +144,7 @@ class WebSocketConnection:
 
     @property
     def url(self) -> WebSocketURL:
+        """The URL this connection was opened with (``str()`` of it is masked)."""
         return self._url
 
     @property
@@ -139,6 +169,7 @@ class WebSocketConnection:
 
     @property
     def close_reason(self) -> str:
+        """The close reason that came with :attr:`close_code` ("" if none); the peer's text."""
         return self._close_reason
 
     @property
@@ -190,12 +221,11 @@ class WebSocketConnection:
             WebSocketClosedError: the connection is closed or closing.
         """
         if isinstance(data, str):
-            event: Event = TextMessage(data=data)
+            await self._send_frame(OP_TEXT, data)
         elif isinstance(data, bytes | bytearray | memoryview):
-            event = BytesMessage(data=bytes(data))
+            await self._send_frame(OP_BINARY, bytes(data))
         else:
             raise TypeError(f"can only send str or bytes, not {type(data).__name__}")
-        await self._send_event(event)
 
     async def ping(self, payload: bytes | None = None) -> float:
         """Send a ping and return the round-trip time in seconds once its pong arrives.
@@ -210,7 +240,7 @@ class WebSocketConnection:
         waiters.append(waiter)
         start = anyio.current_time()
         try:
-            await self._send_event(Ping(payload=payload))
+            await self._send_frame(OP_PING, payload)
             while not waiter.answered:
                 if self._error is not None:
                     raise self._error
@@ -236,8 +266,8 @@ class WebSocketConnection:
         """Close gracefully: send a close frame, wait up to ``close_timeout`` for the peer's, close
         the socket. Idempotent; the socket is closed even if this is cancelled."""
         try:
-            if self._proto.state is ProtocolState.OPEN and not self._socket_closed:
-                await self._send_event(CloseConnection(code=code, reason=reason))
+            if self._state is _OPEN and not self._socket_closed:
+                await self._send_close(code, reason)
                 self._set_error(WebSocketClosedError("connection closed by us", code=code))
             await self._await_peer_close()
         except WebSocketError:
@@ -275,30 +305,33 @@ class WebSocketConnection:
             data = None
         except _STREAM_GONE:
             data = None
-        if self._proto.state is ProtocolState.CLOSED:
+        if self._state is _CLOSED:
             await self._close_socket()  # the close handshake is complete; nothing more to read
             return
-        if data is not None:
+        if data is None:
+            # Closed without a close frame: code 1006 (RFC 6455 7.1.5).
+            self._reader.receive_eof()
+            self._state = _CLOSED
+            self._set_error(WebSocketAbnormalClosureError())
+        else:
             self.bytes_received += len(data)
-        self._proto.receive_data(data)
+            self._reader.receive_data(data)
         await self._handle_events()
 
     async def _handle_events(self) -> None:
         outgoing = bytearray()
-        for event in self._proto.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                if self._error is None:
-                    outgoing += self._handle_message(event)
-            elif isinstance(event, Ping):
-                if self._proto.state is ProtocolState.OPEN:
-                    outgoing += self._proto.send(event.response())
-            elif isinstance(event, Pong):
-                self._handle_pong(event.payload)
-            elif isinstance(event, CloseConnection):
-                outgoing += self._handle_close(event)
+        pending = self._pending
+        deliver = self._error is None  # messages that come after the end are dropped
+        for event in self._reader.events():
+            if isinstance(event, _MESSAGE_TYPES):
+                if deliver:
+                    pending.append(event)
+            else:
+                outgoing += self._handle_control(event)
+                deliver = self._error is None
         if outgoing:
             await self._write(bytes(outgoing))
-        if self._proto.state is ProtocolState.CLOSED:
+        if self._state is _CLOSED:
             await self._close_socket()
         elif self._failing and not self._draining:
             # We failed the connection (protocol error, too big): give the peer close_timeout to
@@ -310,28 +343,17 @@ class WebSocketConnection:
             await self._close_socket()
 
     def _awaiting_peer_close(self) -> bool:
-        return not self._socket_closed and self._proto.state is not ProtocolState.CLOSED
+        return not self._socket_closed and self._state is not _CLOSED
 
-    def _handle_message(self, event: TextMessage | BytesMessage) -> bytes:
-        data = event.data
-        self._fragments.append(bytes(data) if isinstance(data, bytearray) else data)
-        self._fragments_size += len(data)
-        if self._fragments_size > self._max_message_size:
-            self._fragments.clear()
-            return self._fail(WebSocketMessageTooBigError(self._max_message_size))
-        if event.message_finished:
-            parts = self._fragments
-            message: Data
-            if len(parts) == 1:
-                message = parts[0]
-            elif isinstance(parts[0], str):
-                message = "".join(cast("list[str]", parts))
-            else:
-                message = b"".join(cast("list[bytes]", parts))
-            self._pending.append(message)
-            self._fragments = []
-            self._fragments_size = 0
-        return b""
+    def _handle_control(self, event: Ping | Pong | Close | ProtocolFailure) -> bytes:
+        if isinstance(event, Ping):
+            return encode_frame(OP_PONG, event.payload) if self._state is _OPEN else b""
+        if isinstance(event, Pong):
+            self._handle_pong(event.payload)
+            return b""
+        if isinstance(event, Close):
+            return self._handle_close(event)
+        return self._handle_failure(event)
 
     def _handle_pong(self, payload: bytes) -> None:
         for waiter in self._pong_waiters.get(bytes(payload), ()):
@@ -340,43 +362,52 @@ class WebSocketConnection:
                 waiter.wake.set()
                 break
 
-    def _handle_close(self, event: CloseConnection) -> bytes:
-        state = self._proto.state
-        if state is ProtocolState.REMOTE_CLOSING:
-            # The peer started the close handshake: answer with its code (RFC 6455 5.5.1).
+    def _handle_close(self, event: Close) -> bytes:
+        if self._state is _OPEN:
+            # The peer started the close handshake: answer with its code and reason (RFC 6455
+            # 5.5.1), or with an empty close frame if it gave none (1005).
+            self._state = _REMOTE_CLOSING
             self._set_error(
                 WebSocketClosedError(
-                    "connection closed by the server", code=event.code, reason=event.reason or ""
+                    "connection closed by the server", code=event.code, reason=event.reason
                 )
             )
-            return self._proto.send(event.response())
-        if state is ProtocolState.OPEN:
-            # wsproto found a violation (bad UTF-8, reserved bits, ...) and tells us which close
-            # code to fail the connection with; it leaves sending it to us.
-            return self._fail(
-                WebSocketProtocolError(event.reason or "protocol error", code=event.code)
-            )
-        if event.code == 1006:
-            self._set_error(WebSocketAbnormalClosureError())
-        else:
-            # The peer answered our close frame.
-            self._set_error(
-                WebSocketClosedError(
-                    "connection closed", code=event.code, reason=event.reason or ""
-                )
-            )
+            code = None if event.code == 1005 else event.code
+            answer = encode_frame(OP_CLOSE, close_payload(code, event.reason))
+            self._state = _CLOSED
+            return answer
+        # The peer answered our close frame (the reader reports no more than one close).
+        self._state = _CLOSED
+        self._set_error(
+            WebSocketClosedError("connection closed", code=event.code, reason=event.reason)
+        )
+        return b""
+
+    def _handle_failure(self, event: ProtocolFailure) -> bytes:
+        # The reader found a violation (bad UTF-8, reserved bits, a message over the limit, ...)
+        # and tells us which close code to fail the connection with; sending it is up to us.
+        if event.code == 1009:
+            return self._fail(WebSocketMessageTooBigError(self._max_message_size))
+        if self._state is _OPEN:
+            return self._fail(WebSocketProtocolError(event.reason, code=event.code))
+        # We had sent our close frame already: the connection ends as closed by us.
+        self._set_error(
+            WebSocketClosedError("connection closed", code=event.code, reason=event.reason)
+        )
         return b""
 
     def _fail(self, error: WebSocketProtocolError) -> bytes:
         self._set_error(error)
         self._failing = True
-        if self._proto.state is ProtocolState.OPEN:
-            return self._proto.send(CloseConnection(code=error.code))
+        if self._state is _OPEN:
+            self._state = _LOCAL_CLOSING
+            return encode_frame(OP_CLOSE, close_payload(error.code))
         return b""
 
     def _set_error(self, error: WebSocketError) -> None:
         if self._error is None:
             self._error = error
+            self._reader.discard_messages()  # read on for the close frame, drop what else comes
             if isinstance(error, WebSocketClosedError | WebSocketProtocolError):
                 self._close_code = error.code
             if isinstance(error, WebSocketClosedError):
@@ -390,11 +421,21 @@ class WebSocketConnection:
 
     # The write path: one lock, one place that maps errors.
 
-    async def _send_event(self, event: Event) -> None:
+    async def _send_frame(self, opcode: int, payload: str | bytes) -> None:
         async with self._send_lock:
-            if self._error is not None or self._proto.state is not ProtocolState.OPEN:
+            if self._error is not None or self._state is not _OPEN:
                 raise self._closed_for_sending()
-            await self._write_locked(self._proto.send(event))
+            if isinstance(payload, str):
+                payload = payload.encode()
+            await self._write_locked(encode_frame(opcode, payload))
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        async with self._send_lock:
+            if self._error is not None or self._state is not _OPEN:
+                raise self._closed_for_sending()
+            frame = encode_frame(OP_CLOSE, close_payload(code, reason))
+            self._state = _LOCAL_CLOSING
+            await self._write_locked(frame)
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:

@@ -9,9 +9,11 @@ completed with :meth:`FrameReader.events`.
 
 Events are cheap on purpose: a whole text message is a plain ``str``, a whole binary message a
 plain ``bytes``; only the rare control events (:class:`Ping`, :class:`Pong`, :class:`Close`,
-:class:`ProtocolFailure`) are objects. A violation ends the stream with one
-:class:`ProtocolFailure` carrying the close code to fail the connection with (RFC 6455 7.1.7,
-7.4.1): 1002 protocol error, 1007 invalid UTF-8, 1009 message too big.
+:class:`ProtocolFailure`) are objects. A violation is reported as a :class:`ProtocolFailure`
+carrying the close code to fail the connection with (RFC 6455 7.1.7, 7.4.1): 1002 protocol
+error, 1007 invalid UTF-8 (5.6, 8.1; checked as the bytes arrive, so it fails on the very
+fragment or read where the text stops being valid), 1009 message too big (counted in bytes
+across fragments, and checked on each frame header, before the payload arrives).
 
 How it stays fast: a data frame's payload is taken as soon as any of it arrives (one slice per
 frame, or per read for a frame spread over several reads), so the only bytes ever kept between
@@ -20,12 +22,13 @@ and none is compacted. Small unfragmented text and binary frames take a short pa
 of :meth:`FrameReader._parse`; everything else goes through :meth:`FrameReader._frame`.
 
 Where it differs from wsproto (which the tests compare it with): a length written in more bytes
-than needed (RFC 6455 5.2 asks senders for the minimal form) is accepted, as Autobahn, browsers
-and the ``websockets`` library do; wsproto fails the connection with 1002. Violations visible in
-a frame header are reported once the header is complete, where wsproto waits for the first
-payload byte. 1009 is wsproto-free: wsproto has no size limit.
+than needed (RFC 6455 5.2 asks senders for the minimal form) is accepted, as the ``websockets``
+library does; wsproto fails the connection with 1002. A continuation frame with no message to
+continue, or a new message inside a fragmented one, is reported once the frame header is
+complete; wsproto waits for the frame's first payload byte. wsproto has no size limit (1009).
 
-:func:`encode_frame` writes one client frame, masked with a fresh random key (RFC 6455 5.3).
+:func:`encode_frame` writes one client frame, masked with a fresh key from ``os.urandom``
+(RFC 6455 5.3); :func:`close_payload` builds a close frame's payload.
 """
 
 from __future__ import annotations
@@ -101,16 +104,16 @@ class ProtocolFailure:
 
 #: What :meth:`FrameReader.events` returns: ``str`` is a whole text message, ``bytes`` a whole
 #: binary message.
-Event: TypeAlias = "str | bytes | Ping | Pong | Close | ProtocolFailure"
+Event: TypeAlias = str | bytes | Ping | Pong | Close | ProtocolFailure
 
 
 class FrameReader:
     """Parses the frames a server sends to a client into whole messages and control events.
 
     After a :class:`Close` or a :class:`ProtocolFailure` with code 1002 or 1007 (or after
-    :meth:`receive_eof`) it ignores all further input. After a 1009 failure it keeps reading
-    frames, so the peer's answering close frame is still seen, but delivers no more messages:
-    see :meth:`discard_messages`.
+    :meth:`receive_eof`) it ignores all further input, as wsproto does. After the 1009 failure it
+    keeps reading frames, so the peer's answering close frame is still seen, but delivers no
+    more messages: see :meth:`discard_messages`.
     """
 
     __slots__ = (
@@ -129,8 +132,7 @@ class FrameReader:
     )
 
     def __init__(self, max_message_size: int) -> None:
-        if max_message_size < 0:
-            raise ValueError("max_message_size must not be negative")
+        """``max_message_size``: the most bytes a message may have (a negative one fails all)."""
         self._max_size = max_message_size
         # Frames with a 7-bit length up to this take the short path; -1 closes it.
         self._short_limit = min(max_message_size, _MAX_CONTROL_PAYLOAD)
@@ -260,7 +262,7 @@ class FrameReader:
         elif self._opcode:
             return self._fail(1002, "new data frame before the fragmented message ended")
         size = self._size + length
-        if size > self._max_size:
+        if size > self._max_size and not self._discarding:
             # Announced by the header: fail before the payload arrives. Keep reading frames,
             # without delivering messages, so the peer's answering close frame is seen.
             self._events.append(ProtocolFailure(1009, f"message over {self._max_size} bytes"))

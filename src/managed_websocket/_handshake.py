@@ -190,17 +190,27 @@ async def _upgrade(
         ) from exc
     conn = WebSocketConnection(
         stream,
-        protocol,
         url=target,
         subprotocol=accept.subprotocol,
         response_headers=_decode_headers(accept.extra_headers),
         max_message_size=max_message_size,
         close_timeout=close_timeout,
         read_size=read_size,
+        initial_data=_bytes_after_response(protocol),
     )
-    # Frames that came in the same packet as the 101 response are already inside wsproto.
+    # Frames that came in the same packet as the 101 response: answer pings, queue messages.
     await conn._handle_events()
     return conn
+
+
+def _bytes_after_response(protocol: WSConnection) -> bytes:
+    """What the server sent after its 101 response, in the same reads: the first frames.
+
+    wsproto passes these bytes to its own frame parser, which we do not use (the connection reads
+    frames with ``_frames.FrameReader``); h11, which parsed the response, still holds them as its
+    ``trailing_data``. No more bytes were fed to wsproto after the response was complete.
+    """
+    return bytes(protocol.handshake._h11_connection.trailing_data[0])
 
 
 async def _read_response(

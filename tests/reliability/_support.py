@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from managed_websocket import DisconnectReason, ManagedWebSocket
+from managed_websocket import DisconnectEvent, DisconnectReason, ManagedWebSocket
 from managed_websocket.testing import (
     FaultProxy,
     WebSocketTestServer,
@@ -275,6 +275,7 @@ class Run:
         self.ws: ManagedWebSocket | None = None
         self.connect_times: list[float] = []
         self.disconnects: list[tuple[float, DisconnectReason]] = []
+        self.disconnect_events: list[DisconnectEvent | None] = []  # last_disconnect at each one
         self.disconnected = anyio.Event()
 
     @property
@@ -296,6 +297,7 @@ class Run:
 
     def on_disconnect(self, reason: DisconnectReason) -> None:
         self.disconnects.append((now(), reason))
+        self.disconnect_events.append(self.manager.last_disconnect)
         self.disconnected.set()
         self.disconnected = anyio.Event()
 

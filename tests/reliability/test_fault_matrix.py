@@ -372,7 +372,7 @@ async def case_oversized(backend: str) -> Result:
         await run.feed.broadcast("x" * (4 * limit))
 
     run, elapsed = await _live_fault(backend, inject, _PROTOCOL, 1009, max_message_size=limit)
-    last = run.manager.last_disconnect
+    last = run.disconnect_events[0]  # last_disconnect now holds the shutdown at exit
     assert last is not None
     assert isinstance(last.error, WebSocketMessageTooBigError)
     assert run.server.clients[0].close_code == 1009  # we told the server why
@@ -385,7 +385,7 @@ async def case_malformed(backend: str) -> Result:
         await run.server.send_raw(bytes([0xC1, 0x00]))
 
     run, elapsed = await _live_fault(backend, inject, _PROTOCOL, 1002)
-    last = run.manager.last_disconnect
+    last = run.disconnect_events[0]  # last_disconnect now holds the shutdown at exit
     assert last is not None
     assert isinstance(last.error, WebSocketProtocolError)
     assert run.server.clients[0].close_code == 1002
