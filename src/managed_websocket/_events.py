@@ -55,12 +55,17 @@ class Connecting(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connected(LifecycleEvent):
+    """A connection is open; ``latency`` is the last keepalive round trip known, if any."""
+
     subprotocol: str | None
     latency: float | None  # the last keepalive round trip known, if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnected(LifecycleEvent):
+    """A connection ended. ``close_reason`` keeps only the length of the peer's text;
+    ``in_critical_section`` marks a reactive end while a critical section was open."""
+
     reason: DisconnectReason
     code: int | None
     close_reason: str  # the peer's text, masked: only its length is kept (secrets stay out)
@@ -69,28 +74,38 @@ class Disconnected(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconnectScheduled(LifecycleEvent):
+    """The manager waits ``delay`` seconds (the backoff) before reconnect attempt ``attempt``."""
+
     delay: float
     attempt: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RotationStarted(LifecycleEvent):
+    """A make-before-break rotation starts (``reason``: SCHEDULED)."""
+
     reason: DisconnectReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RotationCompleted(LifecycleEvent):
+    """A rotation switched to the new connection; the old one is closed with 1000."""
+
     overlap_messages: int  # messages the new connection delivered during the overlap
     duplicates_dropped: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RotationFailed(LifecycleEvent):
+    """A rotation was given up (``error`` says why); the current connection stays."""
+
     error: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessagesDropped(LifecycleEvent):
+    """The overflow policy dropped ``count`` messages since the last such event (throttled)."""
+
     count: int
 
 
@@ -145,6 +160,7 @@ class EventListener:
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
+        """Stop listening: no more events are buffered, and iteration ends."""
         self._hub._remove(self)
         self._send.close()
         self._receive.close()

@@ -29,6 +29,7 @@ class Outage:
 
     @property
     def duration(self) -> float | None:
+        """``end - start`` in seconds, or None while the outage is still open."""
         return None if self.end is None else self.end - self.start
 
 

@@ -34,17 +34,28 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
     def can_connect(self) -> bool:
+        """True in DISCONNECTED and RECONNECTING: a dial may be scheduled from here."""
         return self in (ConnectionState.DISCONNECTED, ConnectionState.RECONNECTING)
 
     def can_send(self) -> bool:
+        """True in CONNECTED only."""
         return self is ConnectionState.CONNECTED
 
     def is_terminal(self) -> bool:
+        """True in CLOSED only: shut down or failed, for good."""
         return self is ConnectionState.CLOSED
 
 
 class DisconnectReason(enum.Enum):
-    """Why a connection ended. Proactive reasons are ours to choose; reactive ones happen to us."""
+    """Why a connection ended. Proactive reasons are ours to choose; reactive ones happen to us.
+
+    Proactive: USER_REQUESTED (``request_disconnect()``, ``close()``, ``shutdown()``), SCHEDULED
+    (rotations; or pass it to ``request_disconnect()``), CALLBACK_TRIGGERED (``should_disconnect``),
+    CONNECTION_LIMIT (only when passed to ``request_disconnect()``). Reactive: SERVER_CLOSED (a
+    close frame from the server), NETWORK_ERROR (EOF or reset without a close frame),
+    PING_TIMEOUT (keepalive), PROTOCOL_ERROR (the peer broke RFC 6455, or a message was too big),
+    KILLED (``kill()``).
+    """
 
     USER_REQUESTED = "user_requested"
     SCHEDULED = "scheduled"
@@ -58,10 +69,12 @@ class DisconnectReason(enum.Enum):
 
     @property
     def is_proactive(self) -> bool:
+        """USER_REQUESTED, SCHEDULED, CALLBACK_TRIGGERED, CONNECTION_LIMIT: we chose to end it."""
         return self in _PROACTIVE
 
     @property
     def is_reactive(self) -> bool:
+        """SERVER_CLOSED, NETWORK_ERROR, PING_TIMEOUT, PROTOCOL_ERROR, KILLED: it happened to us."""
         return not self.is_proactive
 
 
@@ -76,7 +89,13 @@ _PROACTIVE = frozenset(
 
 
 class ReconnectStrategy(enum.Enum):
-    """How long to wait before reconnect attempt n (see ``_backoff.py`` for the formulas)."""
+    """How long to wait before reconnect attempt n (1, 2, ...), before jitter.
+
+    IMMEDIATE: 0. FIXED_DELAY: ``reconnect_delay``. EXPONENTIAL_BACKOFF:
+    ``min(reconnect_delay * 2 ** (n - 1), max_reconnect_delay)``. CALLBACK_CONTROLLED: the delay
+    ``should_reconnect`` returns (True: now), asked again every ``reconnect_check_interval`` until
+    it gives one; without ``should_reconnect``, ``reconnect_delay``.
+    """
 
     IMMEDIATE = "immediate"
     FIXED_DELAY = "fixed_delay"

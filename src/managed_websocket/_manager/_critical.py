@@ -47,5 +47,7 @@ class CriticalSections:
             return None
         start = anyio.current_time()
         with anyio.move_on_after(max_defer):
-            await self._clear.wait()
+            # Again while a section opened before we ran: the event we woke on is then stale.
+            while self._open > 0:
+                await self._clear.wait()
         return anyio.current_time() - start, self._open > 0

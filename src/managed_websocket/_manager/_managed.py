@@ -389,14 +389,17 @@ class ManagedWebSocket(Supervisor):
 
     @property
     def state(self) -> ConnectionState:
+        """The current :class:`ConnectionState`; only the manager changes it."""
         return self._state.state
 
     @property
     def stats(self) -> WebSocketStats:
+        """The live counters (not a copy); see :class:`WebSocketStats`."""
         return self._stats
 
     @property
     def is_connected(self) -> bool:
+        """True when the state is CONNECTED."""
         return self.state is _S.CONNECTED
 
     @property
@@ -411,14 +414,17 @@ class ManagedWebSocket(Supervisor):
 
     @property
     def is_dead(self) -> bool:
+        """True in DISCONNECTED or CLOSED: no connection, and none being dialled."""
         return self.state in (_S.DISCONNECTED, _S.CLOSED)
 
     @property
     def is_recoverable(self) -> bool:
+        """Dead but not shut down: :meth:`connect` can bring it back."""
         return self.is_dead and not self._shutdown
 
     @property
     def is_shutdown(self) -> bool:
+        """True once ``shutdown()``/``force_close()`` was called or the manager failed."""
         return self._shutdown
 
     @property
@@ -428,6 +434,7 @@ class ManagedWebSocket(Supervisor):
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol the server chose for the current connection, or None."""
         session = self._session
         return session.conn.subprotocol if session is not None else None
 
@@ -438,6 +445,7 @@ class ManagedWebSocket(Supervisor):
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
+        """The ``ssl_context`` option (None: the default verified context for ``wss://``)."""
         return self._settings.ssl_context
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,9 @@ class Link:
         self.conn = conn
         self.scope = anyio.CancelScope()
         self.staged: list[Any] | None = [] if staged else None
-        self.warm = anyio.Event()  # a candidate received what makes it warm (or failed)
+        self.warm = anyio.Event()  # a candidate is ready to take over (or failed)
+        self.hot = False  # a candidate received what makes it warm (is_warm)
+        self.staged_keys: set[Hashable] = set()  # with dedup_key: the keys of ``staged``
         self.failure: DisconnectEvent | None = None
         self.retired = False  # replaced by a rotation: its end is not the session's end
         self.opened_at = anyio.current_time()
@@ -92,10 +94,13 @@ class Session:
         self.primary = Link(conn, staged=False)
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
-        self._delivery_lock = anyio.Lock()
+        self._delivery_lock = anyio.Lock(fast_acquire=True)
         self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
         self.ended_at: float | None = None  # when the end was decided (the socket closes after)
+        # Whether a critical section was open then: the code in it may well leave it (e.g. on
+        # the error its send got) before the disconnect is reported.
+        self.ended_in_critical = False
 
     @property
     def conn(self) -> WebSocketConnection:
@@ -106,6 +111,7 @@ class Session:
         if self.ending is None:
             self.ending = event
             self.ended_at = anyio.current_time()
+            self.ended_in_critical = self.ended_in_critical or self._shared.critical.active
         for candidate in self._candidates:
             candidate.warm.set()  # a rotation in progress gives up
         if self._group is not None:
@@ -139,6 +145,12 @@ class Session:
             self.ending = DisconnectEvent(DisconnectReason.NETWORK_ERROR, at=time.time())
         return self.ending
 
+    def send_failed(self) -> None:
+        """A send found the primary connection broken. Its reader reports the end moments later;
+        remember now whether a critical section was open (its code may leave it on this error)."""
+        if self.ending is None and self._shared.critical.active:
+            self.ended_in_critical = True
+
     async def _close_primary(self) -> None:
         ending = self.ending
         if ending is not None and ending.reason.is_proactive:
@@ -153,17 +165,34 @@ class Session:
         assert self._group is not None
         link = Link(conn, staged=True)
         self._candidates.append(link)
-        key = self._settings.dedup_key
-        if key is not None:
-            self._dedup = Deduplicator(key)  # the primary records what it delivers from now on
         self._group.start_soon(self._serve_link, link)
         return link
+
+    def begin_rotation(self) -> None:
+        """A rotation starts: with ``dedup_key``, the primary records what it delivers from now
+        on. Called before the candidate is dialled: the server may send on the new connection as
+        soon as its handshake completes, before :meth:`add_candidate` runs."""
+        key = self._settings.dedup_key
+        if key is None:
+            return
+        if self._dedup is None:
+            self._dedup = Deduplicator(self._safe_key(key))
+        else:  # the last switch may still be filtering duplicates: that goes on
+            self._dedup.restart()
+
+    def abandon_rotation(self) -> None:
+        """The rotation failed: stop recording (a filter from an earlier switch goes on)."""
+        dedup = self._dedup
+        if dedup is not None:
+            dedup.cancel()
+            if dedup.done:
+                self._dedup = None
 
     async def discard(self, link: Link) -> None:
         """Give up a candidate: its socket is aborted; the primary stays."""
         if link in self._candidates:
             self._candidates.remove(link)
-        self._dedup = None
+        self.abandon_rotation()
         link.scope.cancel()
         with anyio.CancelScope(shield=True):
             await link.conn.abort()
@@ -222,9 +251,11 @@ class Session:
             batch = self._decode(decode, batch)
         if link.staged is not None:
             link.staged.extend(batch)
-            is_warm = self._settings.is_warm
-            if is_warm is None or any(is_warm(message) for message in batch):
-                link.warm.set()
+            if self._dedup is not None:
+                link.staged_keys.update(map(self._dedup.key_of, batch))
+            if not link.hot and self._is_warm(batch):
+                link.hot = True
+            self._check_ready(link)
             return
         async with self._delivery_lock:
             if not link.retired:
@@ -238,6 +269,8 @@ class Session:
             batch, duplicates = dedup.process(batch)
             if dedup.done:
                 self._dedup = None
+            for candidate in self._candidates:
+                self._check_ready(candidate)
         on_message = self._settings.on_message
         if on_message is not None:
             for message in batch:
@@ -248,6 +281,40 @@ class Session:
         if dropped:
             await self._shared.on_dropped(dropped)
         return duplicates
+
+    def _check_ready(self, link: Link) -> None:
+        """A candidate is ready to take over once it is warm and, with ``dedup_key``, the primary
+        has delivered a message it staged: the two streams overlap, so the switch loses nothing
+        (a primary held back by a slow consumer may not have delivered all it received)."""
+        if not link.hot or link.warm.is_set():
+            return
+        dedup = self._dedup
+        if dedup is None or dedup.overlaps(link.staged_keys):
+            link.warm.set()
+
+    def _is_warm(self, batch: list[Any]) -> bool:
+        is_warm = self._settings.is_warm
+        if is_warm is None:
+            return True
+        try:
+            return any(is_warm(message) for message in batch)
+        except Exception:
+            self._shared.stats.callback_errors += 1
+            self._shared.logger.exception("! is_warm raised; the batch does not warm the link")
+            return False
+
+    def _safe_key(self, key: Callable[[Any], Hashable]) -> Callable[[Any], Hashable]:
+        def safe(message: Any) -> Hashable:
+            try:
+                value = key(message)
+                hash(value)
+            except Exception:
+                self._shared.stats.callback_errors += 1
+                self._shared.logger.exception("! dedup_key raised; the message is not deduplicated")
+                return None  # no key: delivered, never filtered
+            return value
+
+        return safe
 
     def _detect_gaps(self, sequence_of: Callable[[Any], int | None], batch: list[Any]) -> None:
         for message in batch:
@@ -306,21 +373,30 @@ class Session:
 
     # Proactive timers
 
-    async def wait_for_critical_sections(self, reason: DisconnectReason) -> None:
-        """Hold a proactive disconnect while critical sections are open (up to max_defer)."""
-        waited = await self._shared.critical.wait_until_clear(self._settings.max_defer)
-        if waited is not None:
-            seconds, forced = waited
-            log = self._shared.logger.warning if forced else self._shared.logger.info
-            log(
-                "= %s disconnect deferred %.3f s by critical sections%s",
-                reason.name,
-                seconds,
-                " (max_defer reached)" if forced else "",
-            )
-            self._shared.events.publish(
-                DisconnectDeferred(reason=reason, waited=seconds, forced=forced)
-            )
+    async def wait_for_critical_sections(
+        self, reason: DisconnectReason, deadline: float | None = None
+    ) -> bool:
+        """Hold a proactive disconnect while critical sections are open (up to max_defer, or
+        until ``deadline`` when the caller waits more than once for one disconnect). True if
+        the wait was cut short: the disconnect goes ahead while a section is open."""
+        max_defer = self._settings.max_defer
+        if deadline is not None:
+            max_defer = max(deadline - anyio.current_time(), 0.0)
+        waited = await self._shared.critical.wait_until_clear(max_defer)
+        if waited is None:
+            return False
+        seconds, forced = waited
+        log = self._shared.logger.warning if forced else self._shared.logger.info
+        log(
+            "= %s disconnect deferred %.3f s by critical sections%s",
+            reason.name,
+            seconds,
+            " (max_defer reached)" if forced else "",
+        )
+        self._shared.events.publish(
+            DisconnectDeferred(reason=reason, waited=seconds, forced=forced)
+        )
+        return forced
 
     async def _disconnect_checks(self) -> None:
         should_disconnect = self._settings.should_disconnect

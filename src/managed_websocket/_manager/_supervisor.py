@@ -382,13 +382,13 @@ class Supervisor:
         max_defer = self._settings.max_defer
         deadline = None if max_defer is None else anyio.current_time() + max_defer
         try:
-            await session.wait_for_critical_sections(reason, deadline)
-            return await self._rotate_session(session, reason, deadline)
+            forced = await session.wait_for_critical_sections(reason, deadline)
+            return await self._rotate_session(session, reason, deadline, forced=forced)
         finally:
             self._rotating = False
 
     async def _rotate_session(
-        self, session: Session, reason: DisconnectReason, deadline: float | None
+        self, session: Session, reason: DisconnectReason, deadline: float | None, *, forced: bool
     ) -> bool:
         logger.info("= rotating %s (%s)", self._url, reason.name)
         self._events.publish(RotationStarted(reason=reason))
@@ -413,8 +413,10 @@ class Supervisor:
             announced = await self._replay_subscriptions(conn)
             with anyio.move_on_after(self._settings.rotation_timeout):
                 await link.warm.wait()
-            if link.warm.is_set() and link.failure is None and session.ending is None:
-                # The switch closes the old connection: a section opened meanwhile holds it too.
+            ready = link.warm.is_set() and link.failure is None and session.ending is None
+            if ready and not forced:
+                # The switch closes the old connection: a section opened meanwhile holds it too
+                # (max_defer bounds both waits together).
                 await session.wait_for_critical_sections(reason, deadline)
         except BaseException:
             await session.discard(link)
