@@ -124,8 +124,9 @@ class WebSocketConnection:
         self._socket_closed = False
         self._failing = False  # we sent a close frame because the peer misbehaved
         self._draining = False
-        self._send_lock = anyio.Lock()
-        self._read_lock = anyio.Lock()
+        # fast_acquire: an uncontended lock must not cost a trip through the event loop
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._read_lock = anyio.Lock(fast_acquire=True)
         # Per payload, in the order the pings were sent: two tasks may ping with the same payload.
         self._pong_waiters: dict[bytes, list[_PongWaiter]] = {}
         self._ping_ids = itertools.count(1)
