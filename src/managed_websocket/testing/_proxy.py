@@ -183,6 +183,7 @@ class FaultProxy:
 
     @property
     def latency(self) -> float:
+        """The delay added to every chunk, in seconds (see :meth:`set_latency`)."""
         return self._latency
 
     def set_latency(self, seconds: float) -> None:
@@ -199,6 +200,7 @@ class FaultProxy:
 
     @property
     def bandwidth(self) -> float | None:
+        """The throughput cap in bytes per second, or None (see :meth:`set_bandwidth`)."""
         return self._bandwidth
 
     def set_bandwidth(self, bytes_per_second: float | None) -> None:
@@ -215,6 +217,7 @@ class FaultProxy:
 
     @property
     def is_blackholed(self) -> bool:
+        """True between :meth:`blackhole` and :meth:`restore`."""
         return self._blackholed
 
     def blackhole(self) -> None:
