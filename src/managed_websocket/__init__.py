@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from ._connection import WebSocketConnection
 from ._events import (
     Connected,
@@ -88,3 +90,7 @@ __all__ = [
     "open_managed_websocket",
     "open_websocket_connection",
 ]
+
+# A library logs; the application decides where it goes (and warnings do not reach stderr
+# through logging's last-resort handler unless the application configured nothing at all).
+logging.getLogger("managed_websocket").addHandler(logging.NullHandler())

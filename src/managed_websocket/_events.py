@@ -55,10 +55,10 @@ class Connecting(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connected(LifecycleEvent):
-    """A connection is open; ``latency`` is the last keepalive round trip known, if any."""
+    """A connection is open; ``latency`` is how long opening it took (TCP, TLS and upgrade)."""
 
     subprotocol: str | None
-    latency: float | None  # the last keepalive round trip known, if any
+    latency: float | None  # seconds the handshake took (None for a rotation's connection)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

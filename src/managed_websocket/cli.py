@@ -51,7 +51,11 @@ def _watch_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="S")
     parser.add_argument("--header", action="append", default=[], metavar="K:V", type=_header)
     parser.add_argument(
-        "--max-attempts", type=int, default=10, metavar="N", help="reconnect attempts (default 10)"
+        "--max-attempts",
+        type=_attempts,
+        default=10,
+        metavar="N",
+        help="reconnect attempts before giving up (default 10; 'forever' never gives up)",
     )
     return parser
 
@@ -70,6 +74,15 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _attempts(text: str) -> int | None:
+    if text == "forever":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 or 'forever'")
     return value
 
 

@@ -269,6 +269,8 @@ class ManagedWebSocket(Supervisor):
         Waits until connected. Raises WebSocketClosedError after shutdown, or the fatal error.
         """
         if self._shutdown:
+            if self._fatal is not None:
+                raise self._fatal  # the manager failed: say why, not just "closed"
             raise WebSocketClosedError("the managed WebSocket is shut down", code=1000)
         if not self._running:
             raise RuntimeError("start the manager first: async with, or task_group.start(ws.run)")

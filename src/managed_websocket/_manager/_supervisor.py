@@ -89,6 +89,7 @@ class Supervisor:
         self._announced: set[str] | None = None
         self._session: Session | None = None
         self._critical = CriticalSections()
+        self._handshake_time: float | None = None  # how long the last dial took (TCP+TLS+upgrade)
         self._events = EventHub()
         self._ledger = OutageLedger()
         self._rotating = False
@@ -182,7 +183,9 @@ class Supervisor:
                         self._state.set(_S.CONNECTING)
                 self._events.publish(Connecting(attempt=attempt, delay=delay))
                 try:
+                    dialled = anyio.current_time()
                     conn = await self._open()
+                    self._handshake_time = anyio.current_time() - dialled
                 except WebSocketError as exc:
                     if _is_fatal(exc):
                         raise
@@ -249,7 +252,7 @@ class Supervisor:
         started = anyio.current_time()
         logger.info("= connected to %s", self._url)
         self._ledger.restored(started)
-        self._events.publish(Connected(subprotocol=conn.subprotocol, latency=self._stats.latency))
+        self._events.publish(Connected(subprotocol=conn.subprotocol, latency=self._handshake_time))
         try:
             event = await session.run(self._on_open)
         finally:
@@ -258,7 +261,8 @@ class Supervisor:
             self._stats.record_disconnect(ending.reason)
             ended_at = session.ended_at if session.ended_at is not None else anyio.current_time()
             self._ended_in_critical = session.ended_in_critical or self._critical.active
-            self._ledger.lost(ended_at, ending.reason, ending.code)
+            if not self._shutdown:  # a terminal close is the end, not an outage
+                self._ledger.lost(ended_at, ending.reason, ending.code)
             if session.ending is not None and self._shutdown:
                 # shutdown()/force_close() cancel the supervisor before its loop reports the
                 # disconnect: report it here, so on_disconnect runs once per disconnect.
@@ -318,6 +322,8 @@ class Supervisor:
             )
         )
         await self._callbacks.call("on_disconnect", self._settings.on_disconnect, event.reason)
+        if self._shutdown:
+            return  # the owner closed us: nothing to alert about
         count = self._disconnect_alerts.record(anyio.current_time())
         if count is not None:
             await self._callbacks.call(
