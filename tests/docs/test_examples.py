@@ -151,6 +151,32 @@ async def test_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(outage.covered for outage in ws.outages)
 
 
+async def test_survive_24h(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load("survive_24h")
+    monkeypatch.setattr(example, "MAX_AGE", 0.15)
+    with anyio.fail_after(WAIT):
+        async with open_exchange() as exchange, anyio.create_task_group() as tg:
+
+            async def cut_once() -> None:
+                await exchange.wait_for_subscribers("btcusdt@trade", 3)  # after 2 rotations
+                await exchange.server.drop_clients()  # an unplanned cut
+
+            tg.start_soon(cut_once)
+            seqs, outages = await example.main(exchange.url, 400)
+            tg.cancel_scope.cancel()
+    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    assert len(seqs) == len(set(seqs))  # no repeat, across every rotation
+    assert seqs == sorted(seqs)
+    covered = [o for o in outages if o.covered]
+    lost = [o for o in outages if not o.covered]
+    assert len(covered) >= 2
+    assert all(o.first_missing is None for o in covered)  # rotations lose nothing
+    assert len(lost) == 1  # the cut
+    if missing:  # the ledger names exactly the trades that never arrived
+        assert (lost[0].first_missing, lost[0].last_missing) == (missing[0], missing[-1])
+        assert missing == list(range(missing[0], missing[-1] + 1))
+
+
 async def test_critical_orders(monkeypatch: pytest.MonkeyPatch) -> None:
     example = load("critical_orders")
     monkeypatch.setattr(example, "MAX_AGE", 0.05)
