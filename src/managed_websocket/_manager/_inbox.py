@@ -246,7 +246,10 @@ class Inbox:
                 self._current, self._position = item, 0
                 continue
             try:
-                self._local.append(await self._receive.receive())
+                try:  # receive() yields to the event loop first, even when a batch is there
+                    self._local.append(self._receive.receive_nowait())
+                except anyio.WouldBlock:
+                    self._local.append(await self._receive.receive())
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if self._local:
                     continue  # close() moved what was left into _local
