@@ -8,6 +8,7 @@ tiny (explicit keywords are not clamped), so a test normally takes a fraction of
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -124,3 +125,34 @@ def our_tasks(backend: str) -> set[Any]:
         if task.get_name().startswith("managed_websocket.")
         and not task.get_name().startswith("managed_websocket.testing")
     }
+
+
+class Feed:
+    """Broadcasts ``{"seq": n}`` (n = 0, 1, 2, ...) every ``interval`` seconds."""
+
+    def __init__(self, server: WebSocketTestServer, interval: float = 0.001) -> None:
+        self.server = server
+        self.interval = interval
+        self.next = 0
+        self._stop = anyio.Event()
+        self._stopped = anyio.Event()
+
+    @property
+    def last(self) -> int:
+        """The last seq broadcast."""
+        return self.next - 1
+
+    async def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                await self.server.broadcast(json.dumps({"seq": self.next}))
+                self.next += 1
+                await anyio.sleep(self.interval)
+        finally:
+            self._stopped.set()
+
+    async def stop(self) -> int:
+        """Stop broadcasting; return the last seq sent."""
+        self._stop.set()
+        await self._stopped.wait()
+        return self.last

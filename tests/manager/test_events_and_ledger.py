@@ -29,7 +29,7 @@ from managed_websocket import (
 )
 from managed_websocket.testing import WebSocketTestServer, open_test_server
 
-from ._harness import EPS, manager, wait_until
+from ._harness import EPS, Feed, manager, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -40,31 +40,6 @@ SLACK = 0.3
 
 def seq_of(message: Any) -> int:
     return int(message["seq"])
-
-
-class Feed:
-    """Broadcasts ``{"seq": n}`` every ``interval`` seconds until stopped."""
-
-    def __init__(self, server: WebSocketTestServer, interval: float = 0.001) -> None:
-        self.server = server
-        self.interval = interval
-        self.next = 0
-        self._stop = anyio.Event()
-        self._stopped = anyio.Event()
-
-    async def run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                await self.server.broadcast(json.dumps({"seq": self.next}))
-                self.next += 1
-                await anyio.sleep(self.interval)
-        finally:
-            self._stopped.set()
-
-    async def stop(self) -> int:
-        self._stop.set()
-        await self._stopped.wait()
-        return self.next - 1
 
 
 class Consumer:

@@ -27,7 +27,7 @@ from managed_websocket import (
 )
 from managed_websocket.testing import WebSocketTestServer, open_test_server
 
-from ._harness import EPS, manager, wait_until
+from ._harness import EPS, Feed, manager, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -39,37 +39,6 @@ SLACK = 0.3
 
 def seq_key(message: Any) -> int:
     return int(message["seq"])
-
-
-class Feed:
-    """Broadcasts ``{"seq": n}`` (n = 0, 1, 2, ...) every ``interval`` seconds."""
-
-    def __init__(self, server: WebSocketTestServer, interval: float = 0.001) -> None:
-        self.server = server
-        self.interval = interval
-        self.next = 0
-        self._stop = anyio.Event()
-        self._stopped = anyio.Event()
-
-    @property
-    def last(self) -> int:
-        """The last seq broadcast."""
-        return self.next - 1
-
-    async def run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                await self.server.broadcast(json.dumps({"seq": self.next}))
-                self.next += 1
-                await anyio.sleep(self.interval)
-        finally:
-            self._stopped.set()
-
-    async def stop(self) -> int:
-        """Stop broadcasting; return the last seq sent."""
-        self._stop.set()
-        await self._stopped.wait()
-        return self.last
 
 
 class Consumer:
