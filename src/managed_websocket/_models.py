@@ -139,16 +139,18 @@ class WebSocketStats:
     last_message_time: float = 0.0
     latency: float | None = None  # last keepalive round trip, seconds
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
-    _started: float = field(default=0.0, repr=False, compare=False)
+    _started: float | None = field(default=None, repr=False, compare=False)
     _connected_since: float | None = field(default=None, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self._started = self.clock()
+    def start(self) -> None:
+        """Start the uptime clock (the manager does, when it starts running), unless started."""
+        if self._started is None:
+            self._started = self.clock()
 
     @property
     def uptime(self) -> float:
-        """Seconds since the stats were created or last reset."""
-        return self.clock() - self._started
+        """Seconds since the manager started running or the stats were last reset."""
+        return 0.0 if self._started is None else self.clock() - self._started
 
     @property
     def connection_time(self) -> float:

@@ -20,8 +20,9 @@ __all__ = ["CriticalSections"]
 class CriticalSections:
     def __init__(self) -> None:
         self._open = 0
-        self._clear = anyio.Event()
-        self._clear.set()
+        # Created when the first section opens (an Event needs a running event loop; the
+        # manager may be built before one runs).
+        self._clear: anyio.Event | None = None
 
     @property
     def active(self) -> bool:
@@ -37,7 +38,7 @@ class CriticalSections:
             yield
         finally:
             self._open -= 1
-            if self._open == 0:
+            if self._open == 0 and self._clear is not None:
                 self._clear.set()
 
     async def wait_until_clear(self, max_defer: float | None) -> tuple[float, bool] | None:
@@ -48,6 +49,6 @@ class CriticalSections:
         start = anyio.current_time()
         with anyio.move_on_after(max_defer):
             # Again while a section opened before we ran: the event we woke on is then stale.
-            while self._open > 0:
+            while self._open > 0 and self._clear is not None:
                 await self._clear.wait()
         return anyio.current_time() - start, self._open > 0

@@ -58,7 +58,7 @@ class Inbox:
         self._local: deque[list[Any] | _Overflowed] = deque()
         self._queued = 0  # messages queued and not skipped (in the stream or in _local)
         self._skip = 0  # drop_oldest: messages at the head to discard
-        self._space = anyio.Event()
+        self._space: anyio.Event | None = None  # exists while the producer waits for room
         self._blocked = False
         self._end_error: BaseException | None = None
         self._closed = False
@@ -178,7 +178,8 @@ class Inbox:
         self._local.extend(self._receive.receive_nowait() for _ in range(self._buffered()))
         self._send.close()  # wakes consumers waiting in receive() with EndOfStream
         self._receive.close()
-        self._space.set()
+        if self._space is not None:
+            self._space.set()
 
     # Consumer side. ``_current[_position:]`` are the next messages; ``_local`` holds the batches
     # (lists) and overflow markers that follow, in order, then the stream. Nothing between reading
@@ -262,5 +263,5 @@ class Inbox:
 
     def _taken(self, count: int) -> None:
         self._queued -= count
-        if self._blocked and self._queued <= self._limit / 2:
+        if self._blocked and self._queued <= self._limit / 2 and self._space is not None:
             self._space.set()

@@ -83,6 +83,7 @@ class ManagedWebSocket(Supervisor):
         if self._running or self._shutdown:
             raise RuntimeError("a ManagedWebSocket can run only once")
         self._running = True
+        self._stats.start()
         try:
             async with anyio.create_task_group() as tg:
                 self._run_scope = tg.cancel_scope

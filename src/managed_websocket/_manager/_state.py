@@ -39,12 +39,23 @@ class IllegalTransition(RuntimeError):
 class _Transition:
     """A link in the chain of transitions; waiters walk it, so none is missed however fast."""
 
-    __slots__ = ("following", "happened", "state")
+    __slots__ = ("_happened", "following", "state")
 
     def __init__(self, state: ConnectionState) -> None:
         self.state = state
         self.following: _Transition | None = None
-        self.happened = anyio.Event()  # set when ``following`` is known
+        self._happened: anyio.Event | None = None  # made by the first waiter (needs a loop)
+
+    async def wait(self) -> None:
+        """Until ``following`` is known."""
+        if self.following is None:
+            if self._happened is None:
+                self._happened = anyio.Event()
+            await self._happened.wait()
+
+    def done(self) -> None:
+        if self._happened is not None:
+            self._happened.set()
 
 
 class StateMachine:
@@ -71,7 +82,7 @@ class StateMachine:
         self._logger.debug("= %s %s -> %s", self._label, old.name, new.name)
         previous, self._current = self._current, _Transition(new)
         previous.following = self._current
-        previous.happened.set()
+        previous.done()
 
     async def wait_for(
         self, accept: Callable[[ConnectionState], bool], timeout: float | None
@@ -82,7 +93,7 @@ class StateMachine:
             while not accept(link.state):
                 if link.state.is_terminal():
                     return False
-                await link.happened.wait()
+                await link.wait()
                 assert link.following is not None
                 link = link.following
             return True

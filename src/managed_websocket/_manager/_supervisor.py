@@ -108,8 +108,15 @@ class Supervisor:
         self._running = False
         self._shutdown = False
         self._fatal: BaseException | None = None
-        self._settled = anyio.Event()  # first connection fully open, or failure
+        self._settled_event: anyio.Event | None = None  # first connection fully open, or failure
         self._owner_group: anyio.abc.TaskGroup | None = None
+
+    @property
+    def _settled(self) -> anyio.Event:
+        # Made on first use, inside the event loop: the object may be built before one runs.
+        if self._settled_event is None:
+            self._settled_event = anyio.Event()
+        return self._settled_event
 
     # ------------------------------------------------------------------ supervisor
 
