@@ -82,10 +82,11 @@ _CLOSED = _State.CLOSED
 
 
 class _PongWaiter:
-    __slots__ = ("answered", "wake")
+    __slots__ = ("answered", "order", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, order: int) -> None:
         self.answered = False
+        self.order = order  # pings are answered in the order they were sent
         self.wake = anyio.Event()
 
 
@@ -130,6 +131,7 @@ class WebSocketConnection:
         # Per payload, in the order the pings were sent: two tasks may ping with the same payload.
         self._pong_waiters: dict[bytes, list[_PongWaiter]] = {}
         self._ping_ids = itertools.count(1)
+        self._ping_order = itertools.count()
         self._close_code: int | None = None
         self._close_reason = ""
         self.bytes_received = 0
@@ -236,7 +238,7 @@ class WebSocketConnection:
         """
         if payload is None:
             payload = next(self._ping_ids).to_bytes(8, "big")
-        waiter = _PongWaiter()
+        waiter = _PongWaiter(next(self._ping_order))
         waiters = self._pong_waiters.setdefault(payload, [])
         waiters.append(waiter)
         start = anyio.current_time()
@@ -357,11 +359,17 @@ class WebSocketConnection:
         return self._handle_failure(event)
 
     def _handle_pong(self, payload: bytes) -> None:
-        for waiter in self._pong_waiters.get(bytes(payload), ()):
-            if not waiter.answered:  # the oldest ping with this payload
-                waiter.answered = True
-                waiter.wake.set()
-                break
+        waiters = self._pong_waiters.get(bytes(payload), ())
+        matched = next((waiter for waiter in waiters if not waiter.answered), None)
+        if matched is None:
+            return  # an unsolicited pong (RFC 6455 5.5.3): a heartbeat, nothing to answer
+        # A peer may answer only the most recent of several pings (5.5.3): a pong answers its
+        # ping and every ping sent before it, so earlier ping() calls do not wait in vain.
+        for pending in self._pong_waiters.values():
+            for waiter in pending:
+                if not waiter.answered and waiter.order <= matched.order:
+                    waiter.answered = True
+                    waiter.wake.set()
 
     def _handle_close(self, event: Close) -> bytes:
         if self._state is _OPEN:

@@ -840,3 +840,28 @@ async def test_socket_closed_when_cancelled_during_the_graceful_close(raw_peer: 
     [conn] = connections
     assert not conn.is_open
     assert conn.close_code == 1000
+
+
+async def test_a_pong_for_the_latest_ping_answers_the_earlier_ones_too(raw_peer: RawPeer) -> None:
+    """RFC 6455 5.5.3: a peer may answer only the most recent of several pings."""
+    answered: list[bytes] = []
+
+    async def ping(conn: WebSocketConnection, payload: bytes) -> None:
+        await conn.ping(payload)
+        answered.append(payload)
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(raw_peer.accept)
+            async with connect_websocket(raw_peer.url) as conn:
+                async with anyio.create_task_group() as pings:
+                    pings.start_soon(ping, conn, b"p1")
+                    assert await raw_peer.receive_frame() == (0x9, b"p1")
+                    pings.start_soon(ping, conn, b"p2")
+                    assert await raw_peer.receive_frame() == (0x9, b"p2")
+                    await raw_peer.send(b"\x8a\x05other")  # unsolicited: answers nothing
+                    await anyio.wait_all_tasks_blocked()
+                    assert answered == []
+                    await raw_peer.send(b"\x8a\x02p2")  # only the latest is answered
+                assert sorted(answered) == [b"p1", b"p2"]
+                tg.start_soon(raw_peer.answer_close)
