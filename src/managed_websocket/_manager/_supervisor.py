@@ -98,6 +98,8 @@ class Supervisor:
         self._disconnect_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
         self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
         self._dropped_since_alert = 0
+        self._last_alert_reason = DisconnectReason.NETWORK_ERROR  # for a held disconnect alert
+        self._held: anyio.Event | _NoEvent = _NoEvent()  # an anyio.Event once the flusher runs
         # Intent, written by public operations and read by the supervisor.
         self._stay_down = False
         self._dial_at: float | None = None
@@ -133,6 +135,8 @@ class Supervisor:
             self._inbox.close(self._fatal)
             self._events.close()
             self._settled.set()
+            if self._run_scope is not None:
+                self._run_scope.cancel()  # the alert flusher goes with the supervisor
 
     async def _supervise_loop(self) -> None:
         attempt, floor = 0, 0.0
@@ -331,17 +335,58 @@ class Supervisor:
         await self._callbacks.call("on_disconnect", self._settings.on_disconnect, event.reason)
         if self._shutdown:
             return  # the owner closed us: nothing to alert about
+        self._last_alert_reason = event.reason
         count = self._disconnect_alerts.record(anyio.current_time())
-        if count is not None:
-            await self._callbacks.call(
-                "on_disconnect_alert", self._settings.on_disconnect_alert, event.reason, count
-            )
+        if count is None:
+            self._alerts_held()
+        else:
+            await self._disconnect_alert(count)
+
+    async def _disconnect_alert(self, count: int) -> None:
+        await self._callbacks.call(
+            "on_disconnect_alert",
+            self._settings.on_disconnect_alert,
+            self._last_alert_reason,
+            count,
+        )
 
     async def _on_dropped(self, count: int) -> None:
         self._stats.messages_dropped += count
         self._dropped_since_alert += count
         if self._drop_alerts.record(anyio.current_time()) is None:
+            self._alerts_held()
             return
+        await self._drop_alert()
+
+    def _alerts_held(self) -> None:
+        """A throttled alert is pending: the flusher reports it when its interval ends."""
+        self._held.set()
+
+    async def _flush_held_alerts(self) -> None:
+        """Report what the throttles held back once their interval has passed (B12: the tail of
+        a burst was only reported at the next event, if one ever came)."""
+        while True:
+            deadlines = [
+                deadline
+                for deadline in (
+                    self._disconnect_alerts.flush_deadline(),
+                    self._drop_alerts.flush_deadline(),
+                )
+                if deadline is not None
+            ]
+            held = self._held = anyio.Event()
+            if not deadlines:
+                await held.wait()
+                continue
+            await anyio.sleep_until(min(deadlines))
+            now = anyio.current_time()
+            count = self._disconnect_alerts.flush(now)
+            if count is not None:
+                await self._disconnect_alert(count)
+            if self._drop_alerts.flush(now) is not None:
+                await self._drop_alert()
+
+    async def _drop_alert(self) -> None:
         dropped, self._dropped_since_alert = self._dropped_since_alert, 0
         self._events.publish(MessagesDropped(count=dropped))
         logger.warning(
@@ -518,3 +563,10 @@ def _is_fatal(error: WebSocketError) -> bool:
 def _masked_reason(reason: str) -> str:
     """A peer's close reason may carry secrets: events keep only its length."""
     return f"<{len(reason)} characters>" if reason else ""
+
+
+class _NoEvent:
+    """Stands in for the flusher's Event before it runs (an Event needs a running loop)."""
+
+    def set(self) -> None:
+        pass
