@@ -87,8 +87,8 @@ class ManagedWebSocket(Supervisor):
         try:
             async with anyio.create_task_group() as tg:
                 self._run_scope = tg.cancel_scope
+                self._run_group = tg
                 tg.start_soon(self._supervise)
-                tg.start_soon(self._flush_held_alerts)
                 await self._settled.wait()
                 if self._fatal is None:
                     task_status.started()

@@ -99,7 +99,7 @@ class Supervisor:
         self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
         self._dropped_since_alert = 0
         self._last_alert_reason = DisconnectReason.NETWORK_ERROR  # for a held disconnect alert
-        self._held: anyio.Event | _NoEvent = _NoEvent()  # an anyio.Event once the flusher runs
+        self._flushing = False  # the held-alert flusher task is running
         # Intent, written by public operations and read by the supervisor.
         self._stay_down = False
         self._dial_at: float | None = None
@@ -107,6 +107,7 @@ class Supervisor:
         self._phase_scope: anyio.CancelScope | None = None
         # Lifetime
         self._run_scope: anyio.CancelScope | None = None
+        self._run_group: anyio.abc.TaskGroup | None = None  # for the held-alert flusher
         self._running = False
         self._shutdown = False
         self._fatal: BaseException | None = None
@@ -359,32 +360,33 @@ class Supervisor:
         await self._drop_alert()
 
     def _alerts_held(self) -> None:
-        """A throttled alert is pending: the flusher reports it when its interval ends."""
-        self._held.set()
+        """A throttled alert is pending: start the flusher, unless it runs already."""
+        if not self._flushing and self._run_group is not None:
+            self._flushing = True
+            self._run_group.start_soon(self._flush_held_alerts)
 
     async def _flush_held_alerts(self) -> None:
         """Report what the throttles held back once their interval has passed (B12: the tail of
-        a burst was only reported at the next event, if one ever came)."""
-        while True:
-            deadlines = [
+        a burst was only reported at the next event, if one ever came). Runs only while
+        something is held, so an idle manager has no task for it."""
+        try:
+            while deadlines := [
                 deadline
                 for deadline in (
                     self._disconnect_alerts.flush_deadline(),
                     self._drop_alerts.flush_deadline(),
                 )
                 if deadline is not None
-            ]
-            held = self._held = anyio.Event()
-            if not deadlines:
-                await held.wait()
-                continue
-            await anyio.sleep_until(min(deadlines))
-            now = anyio.current_time()
-            count = self._disconnect_alerts.flush(now)
-            if count is not None:
-                await self._disconnect_alert(count)
-            if self._drop_alerts.flush(now) is not None:
-                await self._drop_alert()
+            ]:
+                await anyio.sleep_until(min(deadlines))
+                now = anyio.current_time()
+                count = self._disconnect_alerts.flush(now)
+                if count is not None:
+                    await self._disconnect_alert(count)
+                if self._drop_alerts.flush(now) is not None:
+                    await self._drop_alert()
+        finally:
+            self._flushing = False
 
     async def _drop_alert(self) -> None:
         dropped, self._dropped_since_alert = self._dropped_since_alert, 0
@@ -563,10 +565,3 @@ def _is_fatal(error: WebSocketError) -> bool:
 def _masked_reason(reason: str) -> str:
     """A peer's close reason may carry secrets: events keep only its length."""
     return f"<{len(reason)} characters>" if reason else ""
-
-
-class _NoEvent:
-    """Stands in for the flusher's Event before it runs (an Event needs a running loop)."""
-
-    def set(self) -> None:
-        pass
