@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._models import ReconnectStrategy
 
-__all__ = ["exhausted", "jittered", "next_attempt", "nominal_delay", "reconnect_delay"]
+if TYPE_CHECKING:
+    from ._settings import Settings
+
+__all__ = [
+    "backoff_delay",
+    "exhausted",
+    "jittered",
+    "next_attempt",
+    "nominal_delay",
+    "reconnect_delay",
+]
 
 # 2.0 ** 1024 raises OverflowError; with the exponent capped, a huge product is inf (a float
 # multiplication overflows quietly) and min() brings it back to ``maximum``.
@@ -80,3 +91,15 @@ def next_attempt(attempt: int, connected_for: float | None, stable_time: float) 
 def exhausted(attempt: int, max_attempts: int | None) -> bool:
     """True when attempt ``attempt`` is past ``max_attempts`` (None: never give up)."""
     return max_attempts is not None and attempt > max_attempts
+
+
+def backoff_delay(settings: Settings, attempt: int, *, floor: float = 0.0) -> float:
+    """:func:`reconnect_delay` for ``attempt`` with the strategy and delays of ``settings``."""
+    return reconnect_delay(
+        settings.reconnect_strategy,
+        attempt,
+        base=settings.reconnect_delay,
+        maximum=settings.max_reconnect_delay,
+        jitter=settings.reconnect_jitter,
+        floor=floor,
+    )

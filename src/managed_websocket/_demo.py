@@ -19,10 +19,10 @@ import anyio
 
 from ._ledger import Outage
 from ._manager import ManagedWebSocket
-from ._models import DisconnectReason
+from ._models import DisconnectReason, WebSocketStats
 from .testing import WebSocketTestServer, open_test_server
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "summary"]
 
 TICK_INTERVAL = 0.01  # 100 ticks per second
 STEP_INTERVAL = 2.0
@@ -131,8 +131,6 @@ async def run_demo(seconds: float, backend: str) -> int:
                     async for message in ws:
                         feed.see(message)
             tg.cancel_scope.cancel()
-    from .cli import summary
-
     say("--- summary")
     say(summary(ws.stats, dict(reasons)))
     say(
@@ -144,6 +142,24 @@ async def run_demo(seconds: float, backend: str) -> int:
     for outage in ws.outages:
         say("  " + _describe(outage))
     return 0
+
+
+def summary(stats: WebSocketStats, reasons: dict[DisconnectReason, int]) -> str:
+    """A human summary of a run's statistics."""
+    connects = (
+        f"connects {stats.connects}, disconnects {stats.disconnects} "
+        f"({stats.proactive_disconnects} proactive, {stats.reactive_disconnects} reactive), "
+        f"reconnect attempts {stats.reconnect_attempts}"
+    )
+    messages = (
+        f"messages received {stats.messages_received}, sent {stats.messages_sent}, "
+        f"dropped {stats.messages_dropped}"
+    )
+    lines = [connects, messages]
+    if reasons:
+        by_reason = ", ".join(f"{reason.name} {count}" for reason, count in reasons.items())
+        lines.append(f"disconnects by reason: {by_reason}")
+    return "\n".join(lines)
 
 
 def _describe(outage: Outage) -> str:

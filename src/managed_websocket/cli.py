@@ -27,7 +27,6 @@ from . import _demo
 from ._exceptions import WebSocketError, WebSocketInvalidURLError
 from ._manager import ManagedWebSocket
 from ._manager._groups import unwrap_group
-from ._models import DisconnectReason, WebSocketStats
 from ._url import parse_ws_url
 
 __all__ = ["main"]
@@ -187,7 +186,7 @@ async def _watch(args: argparse.Namespace, sends: list[Any]) -> int:
                     break
             tg.cancel_scope.cancel()
     finally:
-        print(summary(ws.stats, {}), file=sys.stderr)
+        print(_demo.summary(ws.stats, {}), file=sys.stderr)
     return 0
 
 
@@ -221,21 +220,3 @@ async def _status_line(ws: ManagedWebSocket, stream: TextIO) -> None:
             f"reconnects {stats.connects - 1 if stats.connects else 0}  latency {latency}  "
         )
         stream.flush()
-
-
-def summary(stats: WebSocketStats, reasons: dict[DisconnectReason, int]) -> str:
-    """A human summary of a run's statistics."""
-    connects = (
-        f"connects {stats.connects}, disconnects {stats.disconnects} "
-        f"({stats.proactive_disconnects} proactive, {stats.reactive_disconnects} reactive), "
-        f"reconnect attempts {stats.reconnect_attempts}"
-    )
-    messages = (
-        f"messages received {stats.messages_received}, sent {stats.messages_sent}, "
-        f"dropped {stats.messages_dropped}"
-    )
-    lines = [connects, messages]
-    if reasons:
-        by_reason = ", ".join(f"{reason.name} {count}" for reason, count in reasons.items())
-        lines.append(f"disconnects by reason: {by_reason}")
-    return "\n".join(lines)

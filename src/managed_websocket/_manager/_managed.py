@@ -40,7 +40,7 @@ from .._models import (
 from .._settings import ShouldReconnect
 from ._groups import unwrap_group
 from ._inbox import Inbox, InboxClosed
-from ._supervisor import Supervisor, _reconnect_verdict
+from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -365,14 +365,8 @@ class ManagedWebSocket(Supervisor):
         if predicate is None:
             raise ValueError("no should_reconnect predicate given or configured")
         with anyio.move_on_after(timeout):
-            while True:
-                delay = _reconnect_verdict(
-                    await self._callbacks.call("should_reconnect", predicate)
-                )
-                if delay is not None:
-                    await anyio.sleep(delay)
-                    return True
-                await anyio.sleep(self._settings.reconnect_check_interval)
+            await anyio.sleep(await self._ask_should_reconnect(predicate))
+            return True
         return False
 
     async def wait_connected(self, timeout: float | None = None) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from .._backoff import reconnect_delay
+from .._backoff import backoff_delay
 from .._connection import WebSocketConnection
 from .._events import DisconnectDeferred, EventHub, GapDetected
 from .._exceptions import (
@@ -414,17 +414,7 @@ class Session:
             age = anyio.current_time() - self.primary.opened_at
             delay = max(max_age - age, 0.0)
             if failures:
-                delay = max(delay, self._retry_delay(failures))
+                delay = max(delay, backoff_delay(self._settings, failures))
             await anyio.sleep(delay)
             rotated = await self._shared.rotate(DisconnectReason.SCHEDULED)
             failures = 0 if rotated else failures + 1
-
-    def _retry_delay(self, failures: int) -> float:
-        s = self._settings
-        return reconnect_delay(
-            s.reconnect_strategy,
-            failures,
-            base=s.reconnect_delay,
-            maximum=s.max_reconnect_delay,
-            jitter=s.reconnect_jitter,
-        )

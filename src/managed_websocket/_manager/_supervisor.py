@@ -25,7 +25,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .._alerts import AlertThrottle
-from .._backoff import exhausted, reconnect_delay
+from .._backoff import backoff_delay, exhausted
 from .._connection import WebSocketConnection
 from .._events import (
     Connected,
@@ -236,17 +236,11 @@ class Supervisor:
             and s.should_reconnect is not None
         ):
             return max(await self._ask_should_reconnect(s.should_reconnect), floor)
-        return reconnect_delay(
-            s.reconnect_strategy,
-            attempt,
-            base=s.reconnect_delay,
-            maximum=s.max_reconnect_delay,
-            jitter=s.reconnect_jitter,
-            floor=floor,
-        )
+        return backoff_delay(s, attempt, floor=floor)
 
     async def _ask_should_reconnect(self, predicate: ShouldReconnect) -> float:
-        """CALLBACK_CONTROLLED: True → now, a number > 0 → that delay, else ask again later."""
+        """Ask ``predicate`` every reconnect_check_interval until it allows a reconnect: True →
+        0 (now), a number > 0 → that delay. CALLBACK_CONTROLLED and wait_for_reconnect_window."""
         while True:
             verdict = await self._callbacks.call("should_reconnect", predicate)
             delay = _reconnect_verdict(verdict)
