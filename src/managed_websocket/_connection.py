@@ -134,6 +134,10 @@ class WebSocketConnection:
         self._ping_order = itertools.count()
         self._close_code: int | None = None
         self._close_reason = ""
+        # read_batch(): the scope of the socket wait it is in, and how many interrupt_read()
+        # calls there have been (a read that started before one gives way).
+        self._wait_scope: anyio.CancelScope | None = None
+        self._interrupts = 0
         self.bytes_received = 0
         self.bytes_sent = 0
         # Call _handle_events() next: the handshake does, right after creating the connection.
@@ -201,6 +205,33 @@ class WebSocketConnection:
         batch = list(self._pending)
         self._pending.clear()
         return batch
+
+    async def read_batch(self) -> list[Data]:
+        """Like :meth:`receive_batch`, but it gives way to :meth:`interrupt_read`: a call made
+        while this one waits (for the read lock or for the socket) makes it return ``[]`` at once.
+        Nothing is lost: bytes not yet read stay in the socket for the next read."""
+        if not self._pending:
+            if self._error is not None:
+                raise self._error
+            interrupts = self._interrupts
+            try:
+                async with self._read_lock:
+                    if not self._pending and self._error is None and interrupts == self._interrupts:
+                        await self._read_chunk(interruptible=True)
+            finally:
+                self._wake_pingers()
+            if not self._pending and self._error is not None:
+                raise self._error
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
+
+    def interrupt_read(self) -> None:
+        """Make a :meth:`read_batch` that is waiting now return ``[]`` (one already handling
+        what it read finishes normally). For handing the socket from one reading task to another."""
+        self._interrupts += 1
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     async def _fill(self) -> None:
         while not self._pending:
@@ -297,13 +328,25 @@ class WebSocketConnection:
 
     # The read path: one chunk from the socket, every event it completes.
 
-    async def _read_chunk(self) -> None:
+    async def _read_chunk(self, *, interruptible: bool = False) -> None:
         if self._socket_closed:
             self._set_error(WebSocketAbnormalClosureError())
             return
         data: bytes | None
         try:
-            data = await self._stream.receive(self._read_size)
+            if interruptible:
+                # Only the wait is interruptible: once bytes are read, they are handled (and a
+                # pong or close answer is sent) whatever happens.
+                scope = self._wait_scope = anyio.CancelScope()
+                try:
+                    with scope:
+                        data = await self._stream.receive(self._read_size)
+                finally:
+                    self._wait_scope = None
+                if scope.cancelled_caught:
+                    return  # interrupt_read(): nothing was read
+            else:
+                data = await self._stream.receive(self._read_size)
         except anyio.EndOfStream:
             data = None
         except _STREAM_GONE:

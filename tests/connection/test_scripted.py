@@ -865,3 +865,66 @@ async def test_a_pong_for_the_latest_ping_answers_the_earlier_ones_too(raw_peer:
                     await raw_peer.send(b"\x8a\x02p2")  # only the latest is answered
                 assert sorted(answered) == [b"p1", b"p2"]
                 tg.start_soon(raw_peer.answer_close)
+
+
+# Handing the socket from one reading task to another (read_batch / interrupt_read)
+
+
+async def test_interrupt_read_ends_a_waiting_read_batch_and_loses_nothing() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:
+            client = await _connected_client(server)
+            results: list[list[str | bytes]] = []
+
+            async def reader() -> None:
+                results.append(await conn.read_batch())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await anyio.sleep(0.05)  # the reader waits on the socket
+                conn.interrupt_read()
+            assert results == [[]]
+            # What the server sends next is there for the next reader, in order.
+            await server.send_raw(text_frame("a") + text_frame("b"), client)
+            assert await conn.read_batch() == ["a", "b"]
+            assert conn.is_open
+
+
+async def test_interrupt_read_reaches_a_read_batch_still_waiting_for_the_read_lock() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:
+            client = await _connected_client(server)
+            results: list[tuple[str, list[str | bytes]]] = []
+
+            async def read(name: str) -> None:
+                results.append((name, await conn.read_batch()))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, "first")  # holds the read lock, waits on the socket
+                await anyio.sleep(0.05)
+                tg.start_soon(read, "second")  # queued for the lock
+                await anyio.sleep(0.05)
+                conn.interrupt_read()  # both give way: neither goes on to wait on the socket
+            assert sorted(results) == [("first", []), ("second", [])]
+            await server.send_raw(text_frame("c"), client)
+            assert await conn.read_batch() == ["c"]
+
+
+async def test_an_interrupt_before_a_read_batch_starts_does_not_affect_it() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:
+            client = await _connected_client(server)
+            conn.interrupt_read()  # nobody is reading: nothing to interrupt
+            await server.send_raw(text_frame("d"), client)
+            assert await conn.read_batch() == ["d"]
+
+
+async def test_read_batch_raises_once_the_connection_ended() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:
+            client = await _connected_client(server)
+            await server.send_raw(text_frame("last") + close_frame(4000, "bye"), client)
+            assert await conn.read_batch() == ["last"]
+            with pytest.raises(WebSocketClosedError) as exc_info:
+                await conn.read_batch()
+            assert exc_info.value.code == 4000

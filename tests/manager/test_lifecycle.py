@@ -356,11 +356,25 @@ async def test_consumers_never_swallow_cancellation(how: str) -> None:
 
 
 async def test_a_waiting_consumer_does_not_poll() -> None:
-    """B11: the old stream() polled its queue every second (and noticed close up to 1 s late)."""
+    """B11: the old stream() polled its queue every second (and noticed close up to 1 s late).
+
+    An idle consumer waits in one place: reading the socket itself (the session's pull) or, when
+    it cannot, the inbox's stream. Either way, one wait per message, not a loop of them."""
     async with open_test_server() as server, manager(server) as ws:
         inbox = ws._inbox
         counted = _CountingReceive(inbox._receive)
         inbox._receive = counted  # type: ignore[assignment]
+        pull = inbox.pull
+        assert pull is not None  # the live session offers it
+        pulls = 0
+
+        async def counted_pull() -> bool:
+            nonlocal pulls
+            pulls += 1
+            assert pull is not None
+            return await pull()
+
+        inbox.pull = counted_pull
         arrivals: list[tuple[float, Any]] = []
 
         async def consume() -> None:
@@ -371,18 +385,22 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
                 await anyio.sleep(1.1)  # idle: longer than the old 1 s poll
-                assert counted.calls == 1  # one receive, still pending
+                assert (pulls, counted.calls) == (1, 0)  # one read of the socket, still pending
                 sent = anyio.current_time()
                 await server.broadcast("wake")
                 await wait_until(lambda: bool(arrivals))
                 await anyio.sleep(0.05)
+                assert (pulls, counted.calls) == (2, 0)  # the message, then the next wait
                 closing = anyio.current_time()
                 await ws.close()
             ended = anyio.current_time()
         assert [m for _, m in arrivals] == ["wake"]
         assert arrivals[0][0] - sent < 0.1
         assert ended - closing < 0.2
-        assert counted.calls == 2  # the message, then the end of the stream
+        # close() interrupted the read; the session is over, so the consumer tried once more and
+        # then took the end of the stream from the inbox: no polling.
+        assert pulls <= 3
+        assert counted.calls <= 1
 
 
 class _CountingReceive:

@@ -14,6 +14,9 @@ empty. ``queue_size`` and the overflow policies still count *messages*:
 - ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
   point in the sequence where messages went missing.
 
+A consumer that finds the inbox empty calls ``pull`` (set by the live session): it reads the socket
+in the consumer's task and puts what it read in here like the receive loop would, then takes it.
+
 An inbox lives from start (or ``connect()`` after ``close()``) to the next close: closing it lets
 consumers drain what is queued, then ends their iteration (or raises the manager's fatal error).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -65,6 +69,8 @@ class Inbox:
         self._unchecked = 0  # messages handed out since the last cancellation check
         self._gap: _Overflowed | None = None  # the last overflow marker, while nothing follows it
         self.dropped = 0
+        # Set by the live session: reads the socket in the consumer's task (Session.pull).
+        self.pull: Callable[[], Awaitable[bool]] | None = None
 
     def __del__(self) -> None:
         # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
@@ -87,12 +93,15 @@ class Inbox:
 
     # Producer side (the receive loop)
 
-    async def put_batch(self, batch: list[Any]) -> int:
-        """Queue ``batch`` according to the overflow policy; return how many messages were dropped."""
+    async def put_batch(self, batch: list[Any], *, blocking: bool = True) -> int:
+        """Queue ``batch`` according to the overflow policy; return how many messages were dropped.
+
+        ``blocking=False`` is for a consumer that read the batch itself (``pull``): with
+        ``block`` it must not wait for room only it can make, so the whole batch goes in."""
         if self._closed:
             return 0
         room = self._limit - self._queued
-        if len(batch) <= room:
+        if len(batch) <= room or (self._overflow == "block" and not blocking):
             self._push(batch)
             return 0
         if self._overflow == "block":
@@ -237,6 +246,10 @@ class Inbox:
 
     async def _fill(self) -> None:
         """Make ``_current`` hold an unread message, or raise why there will be none."""
+        if self._position >= len(self._current):
+            # Let the spent batch go before waiting: holding it through the next socket read
+            # doubles the memory a bulk transfer cycles through (cold pages for every read).
+            self._current, self._position = [], 0
         while self._position >= len(self._current):
             if self._local:
                 item = self._local.popleft()
@@ -250,6 +263,9 @@ class Inbox:
                 try:  # receive() yields to the event loop first, even when a batch is there
                     self._local.append(self._receive.receive_nowait())
                 except anyio.WouldBlock:
+                    pull = self.pull
+                    if pull is not None and await pull():
+                        continue
                     self._local.append(await self._receive.receive())
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if self._local:

@@ -6,6 +6,10 @@ Normally there is one link. During a make-before-break rotation there are two: t
 delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
 primary and makes the candidate live, splicing its staged messages in without duplicates.
 
+A consumer that finds the inbox empty reads the primary connection itself (:meth:`Session.pull`):
+no hand-over from the receive loop's task to its own. The primary's receive loop gives way while
+consumers pull, and reads again once none has for ``PULL_GRACE``.
+
 Whoever decides the session is over — a loop, or a public operation such as ``close()`` — calls
 :meth:`Session.end` with a :class:`DisconnectEvent`: the first event wins and the scope is
 cancelled, so nothing of this session can outlive it. :meth:`Session.run` then closes the sockets
@@ -39,7 +43,11 @@ from ._critical import CriticalSections
 from ._inbox import Inbox
 from ._rotation import Deduplicator
 
-__all__ = ["Link", "Session", "Shared", "event_for_error"]
+__all__ = ["PULL_GRACE", "Link", "Session", "Shared", "event_for_error"]
+
+#: Seconds after a consumer's last pull() before the receive loop reads in the background again.
+#: Short enough for pings, close frames and overflow policies not to notice.
+PULL_GRACE = 0.005
 
 
 def event_for_error(error: BaseException) -> DisconnectEvent:
@@ -95,6 +103,13 @@ class Session:
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
         self._delivery_lock = anyio.Lock(fast_acquire=True)
+        # A consumer reading the primary connection itself (pull()); how many pulls began, and
+        # how many the receive loop had seen when it last looked; _reader_wake: the receive loop
+        # waits for the current pull to end.
+        self._pulling = False
+        self._pulls = 0
+        self._pulls_seen = 0
+        self._reader_wake: anyio.Event | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
         self.ended_at: float | None = None  # when the end was decided (the socket closes after)
@@ -114,6 +129,7 @@ class Session:
             self.ended_in_critical = self.ended_in_critical or self._shared.critical.active
         for candidate in self._candidates:
             candidate.warm.set()  # a rotation in progress gives up
+        self.primary.conn.interrupt_read()  # a consumer in pull() stops reading
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
@@ -121,6 +137,7 @@ class Session:
         self, on_open: Callable[[WebSocketConnection], Awaitable[None]]
     ) -> DisconnectEvent:
         """Serve until something ends the session; return why. Every socket is closed after."""
+        self._inbox.pull = self.pull
         try:
             async with anyio.create_task_group() as tg:
                 self._group = tg
@@ -137,6 +154,8 @@ class Session:
                     # The connection died during on_connect/resubscribe; the reader reports why.
                     self._shared.logger.debug("! connection failed while opening: %s", exc)
         finally:
+            if self._inbox.pull == self.pull:
+                self._inbox.pull = None
             with anyio.CancelScope(shield=True):
                 for candidate in self._candidates:
                     await candidate.conn.abort()
@@ -203,6 +222,7 @@ class Session:
             old = self.primary
             old.retired = True
             old.scope.cancel()
+            old.conn.interrupt_read()  # a consumer in pull() moves to the new primary
             self._candidates.remove(link)
             self.primary = link
             staged, link.staged = link.staged or [], None
@@ -239,11 +259,73 @@ class Session:
         conn = link.conn
         try:
             while True:
-                await self._deliver(link, await conn.receive_batch())
+                if link is self.primary:
+                    await self._give_way_to_consumers()
+                batch = await conn.read_batch()  # [] when a consumer's pull() took over
+                if batch:
+                    await self._deliver(link, batch)
+                    batch = []  # not kept alive through the next read
+                    if self._pulling and link is self.primary:
+                        # A consumer queued for the socket behind us: what we delivered is
+                        # for it, so it must not go on to wait for the socket.
+                        conn.interrupt_read()
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
 
-    async def _deliver(self, link: Link, batch: list[Any]) -> None:
+    async def _give_way_to_consumers(self) -> None:
+        """The primary's receive loop does not read while a consumer pulls, nor until none has
+        pulled for PULL_GRACE: a consumer that comes straight back (after handling a message, or
+        sending a reply) finds the socket free, where taking it back would cost it a hand-over.
+
+        While consumers pull in quick succession this wakes once per PULL_GRACE, not per pull
+        (pulls are counted, not timed: a pull costs no clock reading). It waits for the end of a
+        pull when the same pull has gone on for PULL_GRACE (a consumer waiting on a quiet
+        connection), so an idle connection costs no wake-ups."""
+        while self._pulling or self._pulls != self._pulls_seen:
+            if self._pulling and self._pulls == self._pulls_seen:
+                self._reader_wake = wake = anyio.Event()
+                await wake.wait()
+            self._pulls_seen = self._pulls
+            await anyio.sleep(PULL_GRACE)
+
+    async def pull(self) -> bool:
+        """A consumer found the inbox empty: read the primary connection in the consumer's task
+        and deliver what comes, sparing the hand-over from the receive loop's task (one trip
+        through the event loop per socket read, which dominates echo latency and bulk transfers).
+        The receive loop gives way meanwhile and reads again once the consumer leaves.
+
+        Returns False when it cannot (the session is ending, another consumer is reading, or
+        ``on_message`` must run in the receive loop): then wait for the receive loop instead.
+        True means: look at the inbox again."""
+        if self._pulling or self.ending is not None or self._settings.on_message is not None:
+            return False
+        link = self.primary
+        conn = link.conn
+        self._pulling = True
+        self._pulls += 1
+        try:
+            conn.interrupt_read()  # the receive loop's wait for the socket, if it is in one
+            batch = await conn.read_batch()
+            if not batch:
+                pass
+            elif self._delivery_lock.locked() or self._settings.overflow != "block":
+                # Delivery may wait (for a rotation's switch, or for an on_alert callback about
+                # dropped messages): shielded, as these messages were read and a cancelled
+                # consumer must not lose them. Otherwise nothing in it awaits.
+                with anyio.CancelScope(shield=True):
+                    await self._deliver(link, batch, blocking=False)
+            else:
+                await self._deliver(link, batch, blocking=False)
+        except WebSocketError as exc:
+            self._link_failed(link, event_for_error(exc))
+        finally:
+            self._pulling = False
+            if self._reader_wake is not None:
+                self._reader_wake.set()
+                self._reader_wake = None
+        return True
+
+    async def _deliver(self, link: Link, batch: list[Any], *, blocking: bool = True) -> None:
         stats = self._shared.stats
         stats.record_received(len(batch), sum(map(len, batch)))
         decode = self._settings.decode
@@ -259,9 +341,9 @@ class Session:
             return
         async with self._delivery_lock:
             if not link.retired:
-                await self._deliver_live(batch)
+                await self._deliver_live(batch, blocking=blocking)
 
-    async def _deliver_live(self, batch: list[Any]) -> int:
+    async def _deliver_live(self, batch: list[Any], *, blocking: bool = True) -> int:
         """Hand a batch to the consumer; return how many duplicates a rotation dropped."""
         duplicates = 0
         dedup = self._dedup
@@ -277,7 +359,7 @@ class Session:
                 await self._shared.callbacks.call("on_message", on_message, message)
         if self._settings.sequence_of is not None:
             self._detect_gaps(self._settings.sequence_of, batch)
-        dropped = await self._inbox.put_batch(batch)
+        dropped = await self._inbox.put_batch(batch, blocking=blocking)
         if dropped:
             await self._shared.on_dropped(dropped)
         return duplicates

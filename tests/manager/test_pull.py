@@ -1,0 +1,165 @@
+"""A waiting consumer reads the socket itself (Session.pull), on both backends.
+
+When the inbox is empty, the consumer's task reads the primary connection and takes what comes,
+instead of waiting for the receive loop's task to read it and hand it over (one trip through the
+event loop per socket read). The receive loop gives way meanwhile and reads in the background
+again once no consumer has pulled for ``PULL_GRACE``. These tests pin down that hand-over: who
+reads, that the receive loop comes back, and that nothing is lost or held up on the way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from managed_websocket._frames import OP_TEXT
+from managed_websocket._manager._session import PULL_GRACE
+from managed_websocket.testing import open_test_server
+
+from ._harness import WAIT, manager, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def _server_frame(text: str) -> bytes:
+    """An unmasked text frame, as a server sends it."""
+    payload = text.encode()
+    assert len(payload) < 126
+    return bytes([0x80 | OP_TEXT, len(payload)]) + payload
+
+
+async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop() -> None:
+    async with open_test_server() as server, manager(server, ping_interval=None) as ws:
+        conn = ws._session.conn  # type: ignore[union-attr]
+        readers: list[str] = []
+        read_batch = conn.read_batch
+
+        async def recording_read_batch() -> list[str | bytes]:
+            readers.append(anyio.get_current_task().name)
+            return await read_batch()
+
+        with anyio.fail_after(WAIT):
+            messages = aiter(ws)
+            await ws.send("warm-up")  # the receive loop was reading when we started
+            assert await anext(messages) == "warm-up"
+            conn.read_batch = recording_read_batch  # type: ignore[method-assign]
+            for n in range(100):
+                await ws.send(f"m{n}")
+                assert await anext(messages) == f"m{n}"
+        by_loop = sum("_receive_loop" in name for name in readers)
+        # Each round trip was read by this task. The receive loop reads only if the consumer was
+        # away for PULL_GRACE (a stall of this machine), and then gives way again at once.
+        assert len(readers) - by_loop >= 100
+        assert by_loop <= 3, readers
+
+
+async def test_the_receive_loop_reads_again_once_the_consumer_is_away() -> None:
+    async with open_test_server(echo=False) as server, manager(server) as ws:
+        with anyio.fail_after(WAIT):
+            await server.broadcast("first")
+            assert await ws.receive() == "first"  # a pull
+            # The consumer now does something else for a while: the receive loop takes over,
+            # so what arrives is read (and counted, and queued) without anyone asking.
+            await anyio.sleep(PULL_GRACE * 4)
+            for n in range(5):
+                await server.broadcast(f"later{n}")
+            await wait_until(lambda: ws.stats.messages_received == 6)
+            assert ws._inbox.queued == 5
+            assert [await ws.receive() for _ in range(5)] == [f"later{n}" for n in range(5)]
+
+
+async def test_a_burst_larger_than_queue_size_reaches_a_waiting_consumer_whole() -> None:
+    """overflow="block": the consumer that read the burst must not wait for room only it can
+    make; the whole burst is queued and nothing is dropped."""
+    async with (
+        open_test_server(echo=False) as server,
+        manager(server, queue_size=2, overflow="block") as ws,
+    ):
+        got: list[str] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(message)
+                if len(got) == 20:
+                    return
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(PULL_GRACE * 4)  # the consumer is waiting in a pull
+                burst = b"".join(_server_frame(f"b{n}") for n in range(20))
+                assert await server.send_raw(burst) == 1  # one write: one socket read
+        assert got == [f"b{n}" for n in range(20)]
+        assert ws.stats.messages_dropped == 0
+
+
+async def test_a_rotation_moves_a_waiting_consumer_to_the_new_connection_at_once() -> None:
+    """The old connection never answers our close frame (close_timeout 2 s): a consumer that was
+    reading it must not wait for that close to finish before it sees the new connection's
+    messages."""
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, close_timeout=2.0, ping_interval=None)
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(int(message["seq"]))  # noqa: PERF401 - watched while it grows
+
+        async with ws, anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            with anyio.fail_after(WAIT):
+                await server.broadcast(json.dumps({"seq": 1}))
+                await wait_until(lambda: got == [1])
+                await anyio.sleep(PULL_GRACE * 4)  # the consumer now waits in a pull
+                old = server.clients[0]
+                server.silence_clients(old)  # it will not answer the close frame
+                result: list[bool] = []
+
+                async def rotate() -> None:
+                    result.append(await ws.rotate())
+
+                tg.start_soon(rotate)
+                await server.wait_for_handshakes(2)
+                started = anyio.current_time()
+                await server.send(server.clients[1], json.dumps({"seq": 2}))
+                await wait_until(lambda: got == [1, 2])
+                assert anyio.current_time() - started < 1.0  # well within close_timeout
+                await server.send(server.clients[1], json.dumps({"seq": 3}))
+                await wait_until(lambda: got == [1, 2, 3])
+            tg.cancel_scope.cancel()
+        assert result in ([], [True])  # the old close may still be waiting when we cancel
+
+
+async def test_keepalive_pongs_are_read_by_a_waiting_consumer() -> None:
+    """The consumer holds the socket while it waits: the pongs to our pings come through its
+    read, and the connection is not declared dead."""
+    async with (
+        open_test_server(echo=False) as server,
+        manager(server, ping_interval=0.02, ping_timeout=0.5) as ws,
+    ):
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    assert await ws.receive() == "done"
+
+                tg.start_soon(consume)
+                await anyio.sleep(0.3)  # ~15 pings while the consumer waits
+                assert ws.stats.latency is not None
+                assert ws.is_connected
+                assert ws.stats.disconnects == 0
+                await server.broadcast("done")
+
+
+async def test_a_cancelled_pull_hands_the_socket_back_to_the_receive_loop() -> None:
+    async with open_test_server(echo=False) as server, manager(server) as ws:
+        with anyio.fail_after(WAIT):
+            with anyio.move_on_after(0.05):
+                await ws.receive()  # pulls, then is cancelled while waiting
+            for n in range(3):
+                await server.broadcast(f"m{n}")
+            # Nobody waits now: the receive loop reads and queues them.
+            await wait_until(lambda: ws._inbox.queued == 3)
+            assert [await ws.receive() for _ in range(3)] == ["m0", "m1", "m2"]
