@@ -1,8 +1,9 @@
 """A serving period: the live connection and the tasks that serve it, in one cancel scope.
 
-A session runs, in its own task group, one *link* per connection (its receive loop and keepalive
-in the link's own scope), the ``should_disconnect`` checks and the ``max_connection_age`` timer.
-Normally there is one link. During a make-before-break rotation there are two: the primary keeps
+A session runs, in its own task group, one *link* per connection (its receive loop and keepalive,
+each in a scope of the link's), the ``should_disconnect`` checks and the ``max_connection_age``
+timer; the task that runs the session keeps the first primary alive itself once it is open, so an
+idle default connection has two tasks (that one and its receive loop). Normally there is one link. During a make-before-break rotation there are two: the primary keeps
 delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
 primary and makes the candidate live, splicing its staged messages in without duplicates.
 
@@ -80,18 +81,45 @@ class Shared:
 
 
 class Link:
-    """One connection of a session. ``staged`` is a list while it is a rotation candidate."""
+    """One connection of a session. ``staged`` is a list while it is a rotation candidate.
+
+    Its tasks (receive loop, keepalive) run in the session's task group, each in a scope of the
+    link's (:meth:`task_scope`), so :meth:`cancel` stops them all: no task group of its own,
+    which would cost a task and a group per connection for nothing else.
+    """
 
     def __init__(self, conn: WebSocketConnection, *, staged: bool) -> None:
         self.conn = conn
-        self.scope = anyio.CancelScope()
+        self._scopes: list[anyio.CancelScope] = []
+        self.cancelled = False
         self.staged: list[Any] | None = [] if staged else None
-        self.warm = anyio.Event()  # a candidate is ready to take over (or failed)
+        self._warm: anyio.Event | None = None
         self.hot = False  # a candidate received what makes it warm (is_warm)
         self.staged_keys: set[Hashable] = set()  # with dedup_key: the keys of ``staged``
         self.failure: DisconnectEvent | None = None
         self.retired = False  # replaced by a rotation: its end is not the session's end
         self.opened_at = anyio.current_time()
+
+    @property
+    def warm(self) -> anyio.Event:
+        """Set when a candidate is ready to take over (or failed). Made on first use: only
+        rotation candidates need one."""
+        if self._warm is None:
+            self._warm = anyio.Event()
+        return self._warm
+
+    def task_scope(self) -> anyio.CancelScope:
+        """A scope for one of this link's tasks; cancelled by :meth:`cancel`, even later."""
+        scope = anyio.CancelScope()
+        if self.cancelled:
+            scope.cancel()
+        self._scopes.append(scope)
+        return scope
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for scope in self._scopes:
+            scope.cancel()
 
 
 class Session:
@@ -143,7 +171,7 @@ class Session:
                 self._group = tg
                 if self.ending is not None:  # ended before it started (e.g. close() raced us)
                     tg.cancel_scope.cancel()
-                tg.start_soon(self._serve_link, self.primary)
+                self._group.start_soon(self._receive_loop, self.primary)
                 if self._settings.should_disconnect is not None:
                     tg.start_soon(self._disconnect_checks)
                 if self._settings.max_connection_age is not None:
@@ -153,6 +181,11 @@ class Session:
                 except WebSocketError as exc:
                     # The connection died during on_connect/resubscribe; the reader reports why.
                     self._shared.logger.debug("! connection failed while opening: %s", exc)
+                # This task only waits for the session to end from here on: it runs the
+                # primary's keepalive itself, which spares a task per connection. (A rotation's
+                # new primary brings its own keepalive task; this one then ends with the old.)
+                if self._settings.ping_interval is not None:
+                    await self._keepalive(self.primary, self._settings.ping_interval)
         finally:
             if self._inbox.pull == self.pull:
                 self._inbox.pull = None
@@ -184,7 +217,7 @@ class Session:
         assert self._group is not None
         link = Link(conn, staged=True)
         self._candidates.append(link)
-        self._group.start_soon(self._serve_link, link)
+        self._serve_link(link)
         return link
 
     def begin_rotation(self) -> None:
@@ -212,7 +245,7 @@ class Session:
         if link in self._candidates:
             self._candidates.remove(link)
         self.abandon_rotation()
-        link.scope.cancel()
+        link.cancel()
         with anyio.CancelScope(shield=True):
             await link.conn.abort()
 
@@ -221,7 +254,7 @@ class Session:
         async with self._delivery_lock:  # the old primary finishes the batch it is delivering
             old = self.primary
             old.retired = True
-            old.scope.cancel()
+            old.cancel()
             old.conn.interrupt_read()  # a consumer in pull() moves to the new primary
             self._candidates.remove(link)
             self.primary = link
@@ -238,12 +271,12 @@ class Session:
 
     # One link: reader and keepalive
 
-    async def _serve_link(self, link: Link) -> None:
-        with link.scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._receive_loop, link)
-                if self._settings.ping_interval is not None:
-                    tg.start_soon(self._keepalive, link, self._settings.ping_interval)
+    def _serve_link(self, link: Link) -> None:
+        """Start a rotation candidate's receive loop and keepalive."""
+        assert self._group is not None
+        self._group.start_soon(self._receive_loop, link)
+        if self._settings.ping_interval is not None:
+            self._group.start_soon(self._keepalive, link, self._settings.ping_interval)
 
     def _link_failed(self, link: Link, event: DisconnectEvent) -> None:
         if link.retired:
@@ -253,9 +286,13 @@ class Session:
         else:  # a candidate died while warming up: the rotation fails, the primary stays
             link.failure = event
             link.warm.set()
-            link.scope.cancel()
+            link.cancel()
 
     async def _receive_loop(self, link: Link) -> None:
+        with link.task_scope():
+            await self._receive(link)
+
+    async def _receive(self, link: Link) -> None:
         conn = link.conn
         try:
             while True:
@@ -429,6 +466,10 @@ class Session:
             return message
 
     async def _keepalive(self, link: Link, interval: float) -> None:
+        with link.task_scope():
+            await self._ping_every(link, interval)
+
+    async def _ping_every(self, link: Link, interval: float) -> None:
         timeout = self._settings.ping_timeout
         stats = self._shared.stats
         while True:
