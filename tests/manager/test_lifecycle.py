@@ -491,3 +491,22 @@ async def test_no_socket_or_task_outlives_the_context(anyio_backend_name: str) -
         assert server.live_clients == []
         assert ws.state is S.CLOSED
         assert server.clients[3].close_code == 1000  # the exit closes gracefully
+
+
+@pytest.mark.parametrize("ping_interval", [None, 0.05])
+async def test_cancelling_around_async_with_closes_gracefully(ping_interval: float | None) -> None:
+    """A scope cancelled around ``async with ws`` (Ctrl-C in an app) reaches the manager's own
+    tasks before its __aexit__ runs the graceful shutdown: the close must be graceful all the
+    same, not an abort that depends on which task the event loop ran first."""
+    async with open_test_server(echo=False) as server:
+        for _ in range(5):  # an ordering race: a few rounds
+            with anyio.fail_after(WAIT):
+                with anyio.CancelScope() as scope:
+                    async with manager(server, ping_interval=ping_interval) as ws:
+                        await anyio.sleep(0.02)
+                        scope.cancel()
+                        await ws.receive()  # cancelled here
+                record = server.clients[-1]
+                await record.wait_closed()
+            assert (record.ended_by, record.close_code) == ("client_close", 1000)
+            assert ws.stats.disconnects == 1

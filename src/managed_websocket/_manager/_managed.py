@@ -84,18 +84,19 @@ class ManagedWebSocket(Supervisor):
             raise RuntimeError("a ManagedWebSocket can run only once")
         self._running = True
         self._stats.start()
+        # The supervisor runs in this task (a task less per manager); it reports started
+        # through _task_status once the first connection is fully open.
+        self._task_status = task_status
         try:
-            async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as tg:  # for the held-alert flusher
                 self._run_scope = tg.cancel_scope
                 self._run_group = tg
-                tg.start_soon(self._supervise)
-                await self._settled.wait()
-                if self._fatal is None:
-                    task_status.started()
+                await self._supervise()
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         if self._fatal is not None:
             raise self._fatal
+        self._report_started()  # shut down before the first connection opened
 
     async def __aenter__(self) -> Self:
         group = anyio.create_task_group()

@@ -3,7 +3,8 @@
 A session runs, in its own task group, one *link* per connection (its receive loop and keepalive,
 each in a scope of the link's), the ``should_disconnect`` checks and the ``max_connection_age``
 timer; the task that runs the session keeps the first primary alive itself once it is open, so an
-idle default connection has two tasks (that one and its receive loop). Normally there is one link. During a make-before-break rotation there are two: the primary keeps
+idle default connection has two tasks: that one (the manager's own) and the receive loop.
+Normally there is one link. During a make-before-break rotation there are two: the primary keeps
 delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
 primary and makes the candidate live, splicing its staged messages in without duplicates.
 
@@ -78,6 +79,9 @@ class Shared:
     on_dropped: Callable[[int], Awaitable[None]]
     rotate: Callable[[DisconnectReason], Awaitable[bool]]
     logger: logging.Logger
+    #: True if a cancellation from outside the manager will be followed by a graceful shutdown
+    #: (``async with``: ``__aexit__`` does one); then the session closes gracefully too.
+    closes_gracefully_when_cancelled: Callable[[], bool]
 
 
 class Link:
@@ -189,6 +193,10 @@ class Session:
         finally:
             if self._inbox.pull == self.pull:
                 self._inbox.pull = None
+            if self.ending is None and self._shared.closes_gracefully_when_cancelled():
+                # Cancelled from outside an ``async with`` block: its __aexit__ shuts down
+                # gracefully, but may get there after this; say so now, not by chance.
+                self.end(DisconnectEvent(DisconnectReason.USER_REQUESTED, 1000, at=time.time()))
             with anyio.CancelScope(shield=True):
                 for candidate in self._candidates:
                     await candidate.conn.abort()

@@ -111,15 +111,14 @@ class Supervisor:
         self._running = False
         self._shutdown = False
         self._fatal: BaseException | None = None
-        self._settled_event: anyio.Event | None = None  # first connection fully open, or failure
+        # run()'s task_status until the first connection is fully open (then: started()).
+        self._task_status: anyio.abc.TaskStatus[None] | None = None
         self._owner_group: anyio.abc.TaskGroup | None = None
 
-    @property
-    def _settled(self) -> anyio.Event:
-        # Made on first use, inside the event loop: the object may be built before one runs.
-        if self._settled_event is None:
-            self._settled_event = anyio.Event()
-        return self._settled_event
+    def _report_started(self) -> None:
+        status, self._task_status = self._task_status, None
+        if status is not None:
+            status.started()
 
     # ------------------------------------------------------------------ supervisor
 
@@ -135,7 +134,6 @@ class Supervisor:
             self._state.set(_S.CLOSED)
             self._inbox.close(self._fatal)
             self._events.close()
-            self._settled.set()
             if self._run_scope is not None:
                 self._run_scope.cancel()  # the alert flusher goes with the supervisor
 
@@ -290,6 +288,7 @@ class Supervisor:
             on_dropped=self._on_dropped,
             rotate=self._rotate,
             logger=logger,
+            closes_gracefully_when_cancelled=lambda: self._owner_group is not None,
         )
 
     async def _on_open(self, conn: WebSocketConnection) -> None:
@@ -297,7 +296,7 @@ class Supervisor:
         self._announced = await self._replay_subscriptions(conn)
         # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
         # on_connect has run and the subscriptions are replayed, on both backends alike.
-        self._settled.set()
+        self._report_started()
 
     async def _replay_subscriptions(self, conn: WebSocketConnection) -> set[str]:
         announced: set[str] = set()
