@@ -376,7 +376,11 @@ class WebSocketConnection:
                 outgoing += self._handle_control(event)
                 deliver = self._error is None
         if outgoing:
-            await self._write(bytes(outgoing))
+            # A pong or close answer is owed to the peer whoever reads, even if the reading task
+            # is being cancelled (a consumer's receive(timeout=...) reads the socket itself);
+            # bounded, so a peer that stopped reading cannot hold a cancellation up for long.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
+                await self._write(bytes(outgoing))
         if self._state is _CLOSED:
             await self._close_socket()
         elif self._failing and not self._draining:

@@ -928,3 +928,17 @@ async def test_read_batch_raises_once_the_connection_ended() -> None:
             with pytest.raises(WebSocketClosedError) as exc_info:
                 await conn.read_batch()
             assert exc_info.value.code == 4000
+
+
+async def test_an_owed_close_answer_is_sent_even_if_the_reading_task_is_being_cancelled() -> None:
+    """Whoever reads (a manager's consumer reads the socket itself, under its own timeouts)
+    sends the answers the peer is owed; a cancellation at that moment must not swallow them."""
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:
+            client = await _connected_client(server)
+            conn._reader.receive_data(close_frame(4000, "bye"))  # as if this read just got it
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await conn._handle_events()
+            await client.wait_closed()
+    assert (client.close_code, client.close_reason) == (4000, "bye")
