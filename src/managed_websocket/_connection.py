@@ -202,29 +202,15 @@ class WebSocketConnection:
         """Return every message available now (at least one), in order. Raises like receive()."""
         if not self._pending:
             await self._fill()
-        batch = list(self._pending)
-        self._pending.clear()
-        return batch
+        return self._take_pending()
 
     async def read_batch(self) -> list[Data]:
         """Like :meth:`receive_batch`, but it gives way to :meth:`interrupt_read`: a call made
         while this one waits (for the read lock or for the socket) makes it return ``[]`` at once.
         Nothing is lost: bytes not yet read stay in the socket for the next read."""
         if not self._pending:
-            if self._error is not None:
-                raise self._error
-            interrupts = self._interrupts
-            try:
-                async with self._read_lock:
-                    if not self._pending and self._error is None and interrupts == self._interrupts:
-                        await self._read_chunk(interruptible=True)
-            finally:
-                self._wake_pingers()
-            if not self._pending and self._error is not None:
-                raise self._error
-        batch = list(self._pending)
-        self._pending.clear()
-        return batch
+            await self._read_once(interruptible=True)
+        return self._take_pending()
 
     def interrupt_read(self) -> None:
         """Make a :meth:`read_batch` that is waiting now return ``[]`` (one already handling
@@ -235,15 +221,29 @@ class WebSocketConnection:
 
     async def _fill(self) -> None:
         while not self._pending:
-            if self._error is not None:
-                raise self._error
-            try:
-                async with self._read_lock:
-                    if not self._pending and self._error is None:
-                        await self._read_chunk()
-            finally:
-                # Pingers waiting for a reader must learn that it stopped, even if cancelled.
-                self._wake_pingers()
+            await self._read_once(interruptible=False)
+
+    async def _read_once(self, *, interruptible: bool) -> None:
+        """Read the socket once (unless messages are pending, or an interruptible read was
+        interrupted meanwhile); raise why the connection ended once nothing is pending."""
+        if not self._pending and self._error is not None:
+            raise self._error
+        interrupts = self._interrupts
+        try:
+            async with self._read_lock:
+                interrupted = interruptible and interrupts != self._interrupts
+                if not self._pending and self._error is None and not interrupted:
+                    await self._read_chunk(interruptible=interruptible)
+        finally:
+            # Pingers waiting for a reader must learn that it stopped, even if cancelled.
+            self._wake_pingers()
+        if not self._pending and self._error is not None:
+            raise self._error
+
+    def _take_pending(self) -> list[Data]:
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
 
     # Sending
 

@@ -93,15 +93,15 @@ class Inbox:
 
     # Producer side (the receive loop)
 
-    async def put_batch(self, batch: list[Any], *, blocking: bool = True) -> int:
+    async def put_batch(self, batch: list[Any], *, wait_for_room: bool = True) -> int:
         """Queue ``batch`` according to the overflow policy; return how many messages were dropped.
 
-        ``blocking=False`` is for a consumer that read the batch itself (``pull``): with
+        ``wait_for_room=False`` is for while a consumer reads the socket itself (``pull``): with
         ``block`` it must not wait for room only it can make, so the whole batch goes in."""
         if self._closed:
             return 0
         room = self._limit - self._queued
-        if len(batch) <= room or (self._overflow == "block" and not blocking):
+        if len(batch) <= room or (self._overflow == "block" and not wait_for_room):
             self._push(batch)
             return 0
         if self._overflow == "block":
@@ -246,10 +246,6 @@ class Inbox:
 
     async def _fill(self) -> None:
         """Make ``_current`` hold an unread message, or raise why there will be none."""
-        if self._position >= len(self._current):
-            # Let the spent batch go before waiting: holding it through the next socket read
-            # doubles the memory a bulk transfer cycles through (cold pages for every read).
-            self._current, self._position = [], 0
         while self._position >= len(self._current):
             if self._local:
                 item = self._local.popleft()

@@ -309,7 +309,6 @@ class Session:
                 batch = await conn.read_batch()  # [] when a consumer's pull() took over
                 if batch:
                     await self._deliver(link, batch)
-                    batch = []  # not kept alive through the next read
                     if self._pulling and link is self.primary:
                         # A consumer queued for the socket behind us: what we delivered is
                         # for it, so it must not go on to wait for the socket.
@@ -351,16 +350,14 @@ class Session:
         try:
             conn.interrupt_read()  # the receive loop's wait for the socket, if it is in one
             batch = await conn.read_batch()
-            if not batch:
-                pass
-            elif self._delivery_lock.locked() or self._settings.overflow != "block":
+            if batch and (self._delivery_lock.locked() or self._settings.overflow != "block"):
                 # Delivery may wait (for a rotation's switch, or for an on_alert callback about
                 # dropped messages): shielded, as these messages were read and a cancelled
                 # consumer must not lose them. Otherwise nothing in it awaits.
                 with anyio.CancelScope(shield=True):
-                    await self._deliver(link, batch, blocking=False)
-            else:
-                await self._deliver(link, batch, blocking=False)
+                    await self._deliver(link, batch)
+            elif batch:
+                await self._deliver(link, batch)
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
         finally:
@@ -370,7 +367,7 @@ class Session:
                 self._reader_wake = None
         return True
 
-    async def _deliver(self, link: Link, batch: list[Any], *, blocking: bool = True) -> None:
+    async def _deliver(self, link: Link, batch: list[Any]) -> None:
         stats = self._shared.stats
         stats.record_received(len(batch), sum(map(len, batch)))
         decode = self._settings.decode
@@ -386,9 +383,9 @@ class Session:
             return
         async with self._delivery_lock:
             if not link.retired:
-                await self._deliver_live(batch, blocking=blocking)
+                await self._deliver_live(batch)
 
-    async def _deliver_live(self, batch: list[Any], *, blocking: bool = True) -> int:
+    async def _deliver_live(self, batch: list[Any]) -> int:
         """Hand a batch to the consumer; return how many duplicates a rotation dropped."""
         duplicates = 0
         dedup = self._dedup
@@ -404,7 +401,9 @@ class Session:
                 await self._shared.callbacks.call("on_message", on_message, message)
         if self._settings.sequence_of is not None:
             self._detect_gaps(self._settings.sequence_of, batch)
-        dropped = await self._inbox.put_batch(batch, blocking=blocking)
+        # While a consumer reads the socket itself, "block" must not wait for room: that
+        # consumer is the one who would make it.
+        dropped = await self._inbox.put_batch(batch, wait_for_room=not self._pulling)
         if dropped:
             await self._shared.on_dropped(dropped)
         return duplicates
