@@ -138,6 +138,9 @@ class WebSocketConnection:
         # calls there have been (a read that started before one gives way).
         self._wait_scope: anyio.CancelScope | None = None
         self._interrupts = 0
+        # The last read filled at least half the buffer: the peer sends faster than we read,
+        # so the next read finds bytes waiting (see read_batch).
+        self._flooded = False
         self.bytes_received = 0
         self.bytes_sent = 0
         # Call _handle_events() next: the handshake does, right after creating the connection.
@@ -207,7 +210,12 @@ class WebSocketConnection:
     async def read_batch(self) -> list[Data]:
         """Like :meth:`receive_batch`, but it gives way to :meth:`interrupt_read`: a call made
         while this one waits (for the read lock or for the socket) makes it return ``[]`` at once.
-        Nothing is lost: bytes not yet read stay in the socket for the next read."""
+        Nothing is lost: bytes not yet read stay in the socket for the next read.
+
+        Except right after a read that filled at least half the buffer: then the peer is sending
+        faster than we read, the wait is short, and it is not interruptible (a cancel scope per
+        read was most of the manager's overhead on bulk transfers); bytes arriving, or the end of
+        the connection, end it. A wait for the read lock is always interruptible."""
         if not self._pending:
             await self._read_once(interruptible=True)
         return self._take_pending()
@@ -334,9 +342,10 @@ class WebSocketConnection:
             return
         data: bytes | None
         try:
-            if interruptible:
+            if interruptible and not self._flooded:
                 # Only the wait is interruptible: once bytes are read, they are handled (and a
-                # pong or close answer is sent) whatever happens.
+                # pong or close answer is sent) whatever happens. Not after a full read: see
+                # read_batch().
                 scope = self._wait_scope = anyio.CancelScope()
                 try:
                     with scope:
@@ -361,6 +370,7 @@ class WebSocketConnection:
             self._set_error(WebSocketAbnormalClosureError())
         else:
             self.bytes_received += len(data)
+            self._flooded = len(data) >= self._read_size // 2
             self._reader.receive_data(data)
         await self._handle_events()
 

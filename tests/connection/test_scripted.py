@@ -919,6 +919,57 @@ async def test_an_interrupt_before_a_read_batch_starts_does_not_affect_it() -> N
             assert await conn.read_batch() == ["d"]
 
 
+async def test_a_read_after_a_full_one_is_not_interruptible_but_ends_with_the_socket() -> None:
+    """A read that filled the buffer means the peer sends faster than we read: the next read
+    skips the interrupt scope (its cost shows on bulk transfers), so interrupt_read() does not
+    end it. Bytes still end it, and so does the connection's end; once a read comes back short,
+    reads are interruptible again."""
+    read_size = 1024
+    full_frame = b"\x82\x7e" + struct.pack("!H", read_size - 4) + bytes(read_size - 4)
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            open_test_server(echo=False) as server,
+            connect_websocket(server.url, read_size=read_size) as conn,
+        ):
+            client = await _connected_client(server)
+            await server.send_raw(full_frame, client)
+            assert await conn.read_batch() == [bytes(read_size - 4)]  # one read, buffer full
+            results: list[list[str | bytes]] = []
+
+            async def reader() -> None:
+                results.append(await conn.read_batch())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await anyio.sleep(0.05)
+                conn.interrupt_read()
+                await anyio.sleep(0.05)
+                assert results == []  # still waiting on the socket
+                await server.send_raw(text_frame("x"), client)
+            assert results == [["x"]]
+            async with anyio.create_task_group() as tg:  # a short read: interruptible again
+                tg.start_soon(reader)
+                await anyio.sleep(0.05)
+                conn.interrupt_read()
+            assert results == [["x"], []]
+
+            await server.send_raw(full_frame, client)
+            assert len(await conn.read_batch()) == 1
+            ended: list[BaseException] = []
+
+            async def last_reader() -> None:
+                try:
+                    await conn.read_batch()
+                except WebSocketAbnormalClosureError as exc:
+                    ended.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(last_reader)
+                await anyio.sleep(0.05)
+                await conn.abort()
+            assert len(ended) == 1
+
+
 async def test_read_batch_raises_once_the_connection_ended() -> None:
     with anyio.fail_after(TIMEOUT):
         async with open_test_server(echo=False) as server, connect_websocket(server.url) as conn:

@@ -163,3 +163,70 @@ async def test_a_cancelled_pull_hands_the_socket_back_to_the_receive_loop() -> N
             # Nobody waits now: the receive loop reads and queues them.
             await wait_until(lambda: ws._inbox.queued == 3)
             assert [await ws.receive() for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+def _binary_burst(count: int, size: int = 65_536) -> bytes:
+    """``count`` unmasked binary frames of ``size`` bytes each (message n filled with byte n)."""
+    header = bytes([0x82, 127]) + size.to_bytes(8, "big")
+    return b"".join(header + bytes([n]) * size for n in range(count))
+
+
+# After a read that filled the buffer, the consumer's next wait on the socket cannot be
+# interrupted (WebSocketConnection.read_batch): these pin down that it still ends when it must.
+
+
+async def test_close_ends_a_consumer_waiting_right_after_a_burst() -> None:
+    """The server never answers our close frame: close() takes close_timeout, then the socket
+    goes, and the consumer's loop ends with every message of the burst taken."""
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, close_timeout=0.3, ping_interval=None, decode=None)
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(message)  # noqa: PERF401 - watched while it grows
+
+        with anyio.fail_after(WAIT):
+            async with ws, anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(PULL_GRACE * 4)  # the consumer waits in a pull
+                await server.send_raw(_binary_burst(8))
+                await wait_until(lambda: len(got) == 8)
+                server.silence_clients()
+                started = anyio.current_time()
+                await ws.close()
+                assert anyio.current_time() - started < 2.0
+        assert [message[0] for message in got] == list(range(8))
+
+
+async def test_a_rotation_moves_a_consumer_waiting_right_after_a_burst() -> None:
+    """The old connection answers our close frame: that ends the consumer's read on it, and it
+    goes on to the new connection's messages well within close_timeout."""
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, close_timeout=2.0, ping_interval=None, decode=None)
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(message)  # noqa: PERF401 - watched while it grows
+
+        with anyio.fail_after(WAIT):
+            async with ws, anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(PULL_GRACE * 4)
+                await server.send_raw(_binary_burst(8))
+                await wait_until(lambda: len(got) == 8)
+                result: list[bool] = []
+
+                async def rotate() -> None:
+                    result.append(await ws.rotate())
+
+                tg.start_soon(rotate)
+                await server.wait_for_handshakes(2)
+                started = anyio.current_time()
+                await server.send(server.clients[1], b"new")
+                await wait_until(lambda: got[-1:] == [b"new"])
+                assert anyio.current_time() - started < 1.0
+                await wait_until(lambda: result == [True])
+                tg.cancel_scope.cancel()
+        assert len(got) == 9

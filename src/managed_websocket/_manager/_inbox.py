@@ -93,19 +93,23 @@ class Inbox:
 
     # Producer side (the receive loop)
 
-    async def put_batch(self, batch: list[Any], *, wait_for_room: bool = True) -> int:
+    async def put_batch(self, batch: list[Any]) -> int:
         """Queue ``batch`` according to the overflow policy; return how many messages were dropped.
+        With ``block``, wait for room first."""
+        if self._overflow == "block" and len(batch) > self._limit - self._queued:
+            await self._put_blocking(batch)
+            return 0
+        return self.put_nowait(batch)
 
-        ``wait_for_room=False`` is for while a consumer reads the socket itself (``pull``): with
-        ``block`` it must not wait for room only it can make, so the whole batch goes in."""
+    def put_nowait(self, batch: list[Any]) -> int:
+        """Like :meth:`put_batch`, but ``block`` queues the whole batch at once: for while a
+        consumer reads the socket itself (``pull``), as it must not wait for room only it can
+        make."""
         if self._closed:
             return 0
         room = self._limit - self._queued
-        if len(batch) <= room or (self._overflow == "block" and not wait_for_room):
+        if len(batch) <= room or self._overflow == "block":
             self._push(batch)
-            return 0
-        if self._overflow == "block":
-            await self._put_blocking(batch)
             return 0
         if self._overflow == "drop_oldest":
             self._push(batch)

@@ -381,6 +381,14 @@ class Session:
                 link.hot = True
             self._check_ready(link)
             return
+        if self._pulling and not self._delivery_lock.locked():
+            # While a consumer pulls there is no on_message and the inbox takes the batch
+            # without waiting for room: nothing awaits until it is queued, so no other delivery
+            # can come between, and the lock (which costs more than the rest of a bulk read's
+            # delivery) is not needed.
+            if not link.retired:
+                await self._deliver_live(batch)
+            return
         async with self._delivery_lock:
             if not link.retired:
                 await self._deliver_live(batch)
@@ -403,7 +411,10 @@ class Session:
             self._detect_gaps(self._settings.sequence_of, batch)
         # While a consumer reads the socket itself, "block" must not wait for room: that
         # consumer is the one who would make it.
-        dropped = await self._inbox.put_batch(batch, wait_for_room=not self._pulling)
+        if self._pulling:
+            dropped = self._inbox.put_nowait(batch)
+        else:
+            dropped = await self._inbox.put_batch(batch)
         if dropped:
             await self._shared.on_dropped(dropped)
         return duplicates
