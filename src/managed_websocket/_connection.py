@@ -51,6 +51,7 @@ from ._frames import (
     close_payload,
     encode_frame,
 )
+from ._sync import FastLock
 from ._url import WebSocketURL
 
 __all__ = ["DEFAULT_READ_SIZE", "WebSocketConnection"]
@@ -125,9 +126,9 @@ class WebSocketConnection:
         self._socket_closed = False
         self._failing = False  # we sent a close frame because the peer misbehaved
         self._draining = False
-        # fast_acquire: an uncontended lock must not cost a trip through the event loop
-        self._send_lock = anyio.Lock(fast_acquire=True)
-        self._read_lock = anyio.Lock(fast_acquire=True)
+        # An uncontended lock must not cost a trip through the event loop (nor, idle, a deque)
+        self._send_lock = FastLock()
+        self._read_lock = FastLock()
         # Per payload, in the order the pings were sent: two tasks may ping with the same payload.
         self._pong_waiters: dict[bytes, list[_PongWaiter]] = {}
         self._ping_ids = itertools.count(1)

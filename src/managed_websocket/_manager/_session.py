@@ -40,6 +40,7 @@ from .._exceptions import (
 from .._ledger import OutageLedger
 from .._models import DisconnectEvent, DisconnectReason, WebSocketStats
 from .._settings import Settings
+from .._sync import FastLock
 from ._callbacks import CallbackRunner
 from ._critical import CriticalSections
 from ._inbox import Inbox
@@ -134,7 +135,7 @@ class Session:
         self.primary = Link(conn, staged=False)
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
-        self._delivery_lock = anyio.Lock(fast_acquire=True)
+        self._delivery_lock = FastLock()
         # A consumer reading the primary connection itself (pull()); how many pulls began, and
         # how many the receive loop had seen when it last looked; _reader_wake: the receive loop
         # waits for the current pull to end.
