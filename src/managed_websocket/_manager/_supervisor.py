@@ -76,6 +76,44 @@ _S = ConnectionState
 class Supervisor:
     """The connection supervisor; :class:`ManagedWebSocket` adds the public operations."""
 
+    # Slots: with more than 30 attributes an instance ``__dict__`` no longer shares its keys
+    # with the class (CPython's limit) and costs ~1.6 KiB per manager. ManagedWebSocket adds no
+    # slots, so its instances still have a ``__dict__`` (e.g. for monkeypatching in tests).
+    __slots__ = (
+        "_announced",
+        "_callbacks",
+        "_critical",
+        "_dial_at",
+        "_disconnect_alerts",
+        "_drop_alerts",
+        "_dropped_since_alert",
+        "_ended_in_critical",
+        "_events",
+        "_fatal",
+        "_flushing",
+        "_handshake_time",
+        "_inbox",
+        "_last_alert_reason",
+        "_last_disconnect",
+        "_ledger",
+        "_owner_group",
+        "_phase_scope",
+        "_reconnect_after",
+        "_rotating",
+        "_run_group",
+        "_run_scope",
+        "_running",
+        "_session",
+        "_settings",
+        "_shutdown",
+        "_state",
+        "_stats",
+        "_stay_down",
+        "_subscriptions",
+        "_task_status",
+        "_url",
+    )
+
     def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self._url = parse_ws_url(url)
         self._settings = resolve_settings(options)
