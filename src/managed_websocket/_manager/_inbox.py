@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exceptions import WebSocketQueueFullError
 from .._settings import Overflow
@@ -52,14 +53,15 @@ class _Overflowed:
 
 class Inbox:
     def __init__(self, queue_size: int, overflow: Overflow) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[list[Any] | _Overflowed](
-            math.inf
-        )
+        # The stream and the local deque are made on first use (see _streams): an inbox that
+        # nothing has reached yet (an idle connection with no consumer) costs a few slots.
+        self._send_end: MemoryObjectSendStream[list[Any] | _Overflowed] | None = None
+        self._receive_end: MemoryObjectReceiveStream[list[Any] | _Overflowed] | None = None
+        self._local_batches: deque[list[Any] | _Overflowed] | None = None
         self._limit = queue_size if queue_size > 0 else math.inf
         self._overflow = overflow
         self._current: list[Any] = []
         self._position = 0
-        self._local: deque[list[Any] | _Overflowed] = deque()
         self._queued = 0  # messages queued and not skipped (in the stream or in _local)
         self._skip = 0  # drop_oldest: messages at the head to discard
         self._space: anyio.Event | None = None  # exists while the producer waits for room
@@ -75,8 +77,44 @@ class Inbox:
     def __del__(self) -> None:
         # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
         # no OS resource, so closing them here only spares anyio's unclosed-stream warning.
-        self._send.close()
-        self._receive.close()
+        if self._send_end is not None:
+            self._send_end.close()
+        if self._receive_end is not None:
+            self._receive_end.close()
+
+    # Made on first use: a memory object stream costs ~1.5 KiB, a deque ~760 bytes.
+
+    def _streams(
+        self,
+    ) -> tuple[
+        MemoryObjectSendStream[list[Any] | _Overflowed],
+        MemoryObjectReceiveStream[list[Any] | _Overflowed],
+    ]:
+        if self._send_end is None or self._receive_end is None:
+            self._send_end, self._receive_end = anyio.create_memory_object_stream[
+                list[Any] | _Overflowed
+            ](math.inf)
+        return self._send_end, self._receive_end
+
+    @property
+    def _send(self) -> MemoryObjectSendStream[list[Any] | _Overflowed]:
+        return self._streams()[0]
+
+    @property
+    def _receive(self) -> MemoryObjectReceiveStream[list[Any] | _Overflowed]:
+        return self._streams()[1]
+
+    @_receive.setter
+    def _receive(self, stream: MemoryObjectReceiveStream[list[Any] | _Overflowed]) -> None:
+        self._streams()
+        self._receive_end = stream
+
+    @property
+    def _local(self) -> deque[list[Any] | _Overflowed]:
+        local = self._local_batches
+        if local is None:
+            local = self._local_batches = deque()
+        return local
 
     @property
     def queued(self) -> int:
@@ -275,7 +313,9 @@ class Inbox:
                 raise InboxClosed from None
 
     def _buffered(self) -> int:
-        return self._receive.statistics().current_buffer_used
+        if self._receive_end is None:
+            return 0
+        return self._receive_end.statistics().current_buffer_used
 
     def _taken(self, count: int) -> None:
         self._queued -= count
