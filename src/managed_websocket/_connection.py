@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -83,12 +84,21 @@ _CLOSED = _State.CLOSED
 
 
 class _PongWaiter:
-    __slots__ = ("answered", "order", "wake")
+    __slots__ = ("answered", "on_pong", "order", "payload", "sent_at", "wake")
 
-    def __init__(self, order: int) -> None:
+    def __init__(
+        self,
+        order: int,
+        payload: bytes,
+        on_pong: Callable[[float], None] | None = None,
+    ) -> None:
         self.answered = False
         self.order = order  # pings are answered in the order they were sent
+        self.payload = payload
         self.wake = anyio.Event()
+        # send_ping(): whoever reads the pong calls on_pong with the round-trip time.
+        self.on_pong = on_pong
+        self.sent_at = 0.0
 
 
 class WebSocketConnection:
@@ -208,17 +218,20 @@ class WebSocketConnection:
             await self._fill()
         return self._take_pending()
 
-    async def read_batch(self) -> list[Data]:
+    async def read_batch(self, deadline: float = math.inf) -> list[Data]:
         """Like :meth:`receive_batch`, but it gives way to :meth:`interrupt_read`: a call made
         while this one waits (for the read lock or for the socket) makes it return ``[]`` at once.
-        Nothing is lost: bytes not yet read stay in the socket for the next read.
+        So does ``deadline`` (on the ``anyio.current_time()`` clock) once it passes while this
+        waits for the socket. Nothing is lost: bytes not yet read stay in the socket for the next
+        read.
 
-        Except right after a read that filled at least half the buffer: then the peer is sending
-        faster than we read, the wait is short, and it is not interruptible (a cancel scope per
-        read was most of the manager's overhead on bulk transfers); bytes arriving, or the end of
-        the connection, end it. A wait for the read lock is always interruptible."""
+        Except, without a deadline, right after a read that filled at least half the buffer: then
+        the peer is sending faster than we read, the wait is short, and it is not interruptible (a
+        cancel scope per read was most of the manager's overhead on bulk transfers); bytes
+        arriving, or the end of the connection, end it. A wait for the read lock is always
+        interruptible."""
         if not self._pending:
-            await self._read_once(interruptible=True)
+            await self._read_once(interruptible=True, deadline=deadline)
         return self._take_pending()
 
     def interrupt_read(self) -> None:
@@ -232,7 +245,7 @@ class WebSocketConnection:
         while not self._pending:
             await self._read_once(interruptible=False)
 
-    async def _read_once(self, *, interruptible: bool) -> None:
+    async def _read_once(self, *, interruptible: bool, deadline: float = math.inf) -> None:
         """Read the socket once (unless messages are pending, or an interruptible read was
         interrupted meanwhile); raise why the connection ended once nothing is pending."""
         if not self._pending and self._error is not None:
@@ -242,7 +255,7 @@ class WebSocketConnection:
             async with self._read_lock:
                 interrupted = interruptible and interrupts != self._interrupts
                 if not self._pending and self._error is None and not interrupted:
-                    await self._read_chunk(interruptible=interruptible)
+                    await self._read_chunk(interruptible=interruptible, deadline=deadline)
         finally:
             # Pingers waiting for a reader must learn that it stopped, even if cancelled.
             self._wake_pingers()
@@ -278,7 +291,7 @@ class WebSocketConnection:
         """
         if payload is None:
             payload = next(self._ping_ids).to_bytes(8, "big")
-        waiter = _PongWaiter(next(self._ping_order))
+        waiter = _PongWaiter(next(self._ping_order), payload)
         waiters = self._pong_waiters.setdefault(payload, [])
         waiters.append(waiter)
         start = anyio.current_time()
@@ -302,6 +315,27 @@ class WebSocketConnection:
             if not waiters:
                 del self._pong_waiters[payload]
         return anyio.current_time() - start
+
+    async def send_ping(self, on_pong: Callable[[float], None]) -> None:
+        """Send a ping and return without waiting for its pong: whoever reads the pong (any
+        receive, or a :meth:`ping`) calls ``on_pong`` with the round-trip time in seconds. For a
+        reader that pings between its own reads (the managed connection's keepalive)."""
+        payload = next(self._ping_ids).to_bytes(8, "big")
+        waiter = _PongWaiter(next(self._ping_order), payload, on_pong)
+        waiter.sent_at = anyio.current_time()
+        self._pong_waiters.setdefault(payload, []).append(waiter)
+        try:
+            await self._send_frame(OP_PING, payload)
+        except BaseException:
+            self._forget_waiter(waiter)
+            raise
+
+    def _forget_waiter(self, waiter: _PongWaiter) -> None:
+        waiters = self._pong_waiters.get(waiter.payload)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._pong_waiters[waiter.payload]
 
     # Closing
 
@@ -337,24 +371,24 @@ class WebSocketConnection:
 
     # The read path: one chunk from the socket, every event it completes.
 
-    async def _read_chunk(self, *, interruptible: bool = False) -> None:
+    async def _read_chunk(self, *, interruptible: bool = False, deadline: float = math.inf) -> None:
         if self._socket_closed:
             self._set_error(WebSocketAbnormalClosureError())
             return
         data: bytes | None
         try:
-            if interruptible and not self._flooded:
+            if interruptible and (deadline < math.inf or not self._flooded):
                 # Only the wait is interruptible: once bytes are read, they are handled (and a
                 # pong or close answer is sent) whatever happens. Not after a full read: see
                 # read_batch().
-                scope = self._wait_scope = anyio.CancelScope()
+                scope = self._wait_scope = anyio.CancelScope(deadline=deadline)
                 try:
                     with scope:
                         data = await self._stream.receive(self._read_size)
                 finally:
                     self._wait_scope = None
                 if scope.cancelled_caught:
-                    return  # interrupt_read(): nothing was read
+                    return  # interrupt_read() or the deadline: nothing was read
             else:
                 data = await self._stream.receive(self._read_size)
         except anyio.EndOfStream:
@@ -423,11 +457,24 @@ class WebSocketConnection:
             return  # an unsolicited pong (RFC 6455 5.5.3): a heartbeat, nothing to answer
         # A peer may answer only the most recent of several pings (5.5.3): a pong answers its
         # ping and every ping sent before it, so earlier ping() calls do not wait in vain.
+        called: list[_PongWaiter] = []
         for pending in self._pong_waiters.values():
             for waiter in pending:
                 if not waiter.answered and waiter.order <= matched.order:
                     waiter.answered = True
                     waiter.wake.set()
+                    if waiter.on_pong is not None:
+                        called.append(waiter)
+        if called:
+            # send_ping()'s waiters have nobody waiting to remove them: done here, the most
+            # recent ping's callback last.
+            now = anyio.current_time()
+            called.sort(key=lambda waiter: waiter.order)
+            for waiter in called:
+                self._forget_waiter(waiter)
+            for waiter in called:
+                assert waiter.on_pong is not None
+                waiter.on_pong(now - waiter.sent_at)
 
     def _handle_close(self, event: Close) -> bytes:
         if self._state is _OPEN:

@@ -496,6 +496,35 @@ async def test_ping_while_another_task_is_blocked_in_receive(
     assert 0 < rtt < 1.0
 
 
+async def test_send_ping_reports_the_round_trip_to_its_callback(
+    peer_server: tuple[str, PeerControl],
+) -> None:
+    """send_ping() returns at once; whoever reads the pong (here receive()) calls back."""
+    url, _control = peer_server
+    rtts: list[float] = []
+    with anyio.fail_after(TIMEOUT):
+        async with connect_websocket(f"{url}/echo") as conn:
+            await conn.send_ping(rtts.append)
+            await conn.send_ping(rtts.append)
+            assert rtts == []
+            await conn.send("after the pings")
+            assert await conn.receive() == "after the pings"
+            assert conn._pong_waiters == {}  # answered waiters are removed by the reader
+    assert len(rtts) == 2
+    assert all(0 < rtt < 1.0 for rtt in rtts)
+
+
+async def test_read_batch_returns_nothing_at_its_deadline(
+    peer_server: tuple[str, PeerControl],
+) -> None:
+    url, _control = peer_server
+    with anyio.fail_after(TIMEOUT):
+        async with connect_websocket(f"{url}/echo") as conn:
+            assert await conn.read_batch(anyio.current_time() + 0.05) == []
+            await conn.send("still there")
+            assert await conn.read_batch(anyio.current_time() + TIMEOUT) == ["still there"]
+
+
 async def test_ping_on_a_closed_connection_raises(peer_server: tuple[str, PeerControl]) -> None:
     url, _control = peer_server
     with anyio.fail_after(TIMEOUT):
