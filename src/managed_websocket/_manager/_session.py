@@ -2,9 +2,11 @@
 
 A session runs, in its own task group, one *link* per connection (its receive loop and keepalive,
 each in a scope of the link's), the ``should_disconnect`` checks and the ``max_connection_age``
-timer; the task that runs the session keeps the first primary alive itself once it is open, so an
-idle default connection has two tasks: that one (the manager's own) and the receive loop.
-Normally there is one link. During a make-before-break rotation there are two: the primary keeps
+timer. The task that runs the session serves the first primary itself once it is open: without
+``on_message`` (no user code in the receive loop) it takes the receive loop over from the task
+that read while ``on_open`` ran, and pings between its reads (:class:`_Keepalive`), so an idle
+default connection has one task, the manager's own; with ``on_message`` it runs the keepalive
+beside the receive loop's task, as a rotation candidate's tasks do. Normally there is one link. During a make-before-break rotation there are two: the primary keeps
 delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
 primary and makes the candidate live, splicing its staged messages in without duplicates.
 
@@ -20,7 +22,9 @@ cancelled, so nothing of this session can outlive it. :meth:`Session.run` then c
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -121,6 +125,11 @@ class Link:
         self._scopes.append(scope)
         return scope
 
+    def forget_scope(self, scope: anyio.CancelScope) -> None:
+        """A task of this link ended before the link did: its scope need not be kept."""
+        if scope in self._scopes:
+            self._scopes.remove(scope)
+
     def cancel(self) -> None:
         self.cancelled = True
         for scope in self._scopes:
@@ -143,6 +152,11 @@ class Session:
         self._pulls = 0
         self._pulls_seen = 0
         self._reader_wake: anyio.Event | None = None
+        # The hand-over of the first primary's reading from its receive loop task to the task
+        # that runs the session (see run()): set when asked, the task stops at its next wait.
+        self._taken_over = False
+        self._handover: anyio.Event | None = None
+        self._first_reader_running = False
         self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
         self.ended_at: float | None = None  # when the end was decided (the socket closes after)
@@ -176,7 +190,13 @@ class Session:
                 self._group = tg
                 if self.ending is not None:  # ended before it started (e.g. close() raced us)
                     tg.cancel_scope.cancel()
-                self._group.start_soon(self._receive_loop, self.primary)
+                # Without on_message the receive loop runs no user code, so this task can run it
+                # (with the keepalive) once on_open has returned: a task less per connection.
+                inline = self._settings.on_message is None
+                first = self.primary
+                self._group.start_soon(
+                    self._first_receive_loop if inline else self._receive_loop, first
+                )
                 if self._settings.should_disconnect is not None:
                     tg.start_soon(self._disconnect_checks)
                 if self._settings.max_connection_age is not None:
@@ -186,10 +206,13 @@ class Session:
                 except WebSocketError as exc:
                     # The connection died during on_connect/resubscribe; the reader reports why.
                     self._shared.logger.debug("! connection failed while opening: %s", exc)
-                # This task only waits for the session to end from here on: it runs the
-                # primary's keepalive itself, which spares a task per connection. (A rotation's
-                # new primary brings its own keepalive task; this one then ends with the old.)
-                if self._settings.ping_interval is not None:
+                # This task only waits for the session to end from here on: it serves the first
+                # primary itself, which spares a task per connection. Inline, it takes over the
+                # receive loop (with the keepalive folded in); otherwise it runs the keepalive.
+                # (A rotation's new primary brings its own tasks; this one ends with the old.)
+                if inline:
+                    await self._take_over_reading(first)
+                elif self._settings.ping_interval is not None:
                     await self._keepalive(self.primary, self._settings.ping_interval)
         finally:
             if self._inbox.pull == self.pull:
@@ -301,15 +324,69 @@ class Session:
         with link.task_scope():
             await self._receive(link)
 
-    async def _receive(self, link: Link) -> None:
+    async def _first_receive_loop(self, link: Link) -> None:
+        """The first primary's receive loop while on_open runs, until the session's own task
+        takes it over (:meth:`_take_over_reading`)."""
+        self._first_reader_running = True
+        try:
+            with link.task_scope() as scope:
+                await self._receive(link, until_handover=True)
+            link.forget_scope(scope)
+        finally:
+            self._first_reader_running = False
+            if self._handover is not None:
+                self._handover.set()
+
+    async def _take_over_reading(self, link: Link) -> None:
+        """Stop the first receive loop at its next wait (nothing it read is lost), then run the
+        receive loop and the keepalive in this task until the link ends."""
+        self._taken_over = True  # a first receive loop that has not started yet never reads
+        if self._first_reader_running:
+            self._handover = handover = anyio.Event()
+            link.conn.interrupt_read()
+            if self._reader_wake is not None:
+                self._reader_wake.set()
+            await handover.wait()
+            self._handover = None
+        if link is not self.primary or link.cancelled:
+            return  # replaced (or failed) meanwhile
+        interval = self._settings.ping_interval
+        keepalive = None if interval is None else _Keepalive(self, link, interval)
+        with link.task_scope():
+            await self._receive(link, keepalive=keepalive)
+
+    async def _receive(
+        self, link: Link, *, keepalive: _Keepalive | None = None, until_handover: bool = False
+    ) -> None:
         conn = link.conn
         try:
             while True:
-                if link is self.primary:
-                    await self._give_way_to_consumers()
-                batch = await conn.read_batch()  # [] when a consumer's pull() took over
+                if keepalive is None:
+                    if until_handover and self._taken_over:
+                        return  # the session's task reads from here on (or did before we ran)
+                    if link is self.primary:
+                        await self._give_way_to_consumers()
+                    if until_handover and self._taken_over:
+                        return
+                    batch = await conn.read_batch()  # [] when a consumer's pull() took over
+                else:
+                    deadline = keepalive.deadline
+                    if link is self.primary:
+                        await self._give_way_to_consumers(deadline)
+                    batch = []
+                    if anyio.current_time() < deadline:
+                        batch = await conn.read_batch(deadline)  # [] at the deadline, too
+                    if not batch and anyio.current_time() >= keepalive.deadline:
+                        if not await keepalive.step():
+                            self._link_failed(
+                                link, DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time())
+                            )
+                            return
+                        continue
                 if batch:
                     await self._deliver(link, batch)
+                    if keepalive is not None:
+                        keepalive.delivered()
                     if self._pulling and link is self.primary:
                         # A consumer queued for the socket behind us: what we delivered is
                         # for it, so it must not go on to wait for the socket.
@@ -317,7 +394,7 @@ class Session:
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
 
-    async def _give_way_to_consumers(self) -> None:
+    async def _give_way_to_consumers(self, deadline: float = math.inf) -> None:
         """The primary's receive loop does not read while a consumer pulls, nor until none has
         pulled for PULL_GRACE: a consumer that comes straight back (after handling a message, or
         sending a reply) finds the socket free, where taking it back would cost it a hand-over.
@@ -325,13 +402,19 @@ class Session:
         While consumers pull in quick succession this wakes once per PULL_GRACE, not per pull
         (pulls are counted, not timed: a pull costs no clock reading). It waits for the end of a
         pull when the same pull has gone on for PULL_GRACE (a consumer waiting on a quiet
-        connection), so an idle connection costs no wake-ups."""
-        while self._pulling or self._pulls != self._pulls_seen:
-            if self._pulling and self._pulls == self._pulls_seen:
-                self._reader_wake = wake = anyio.Event()
-                await wake.wait()
-            self._pulls_seen = self._pulls
-            await anyio.sleep(PULL_GRACE)
+        connection), so an idle connection costs no wake-ups.
+
+        Returns early at ``deadline`` (the keepalive's), or when the first receive loop is to
+        hand over (:meth:`_take_over_reading`)."""
+        while (self._pulling or self._pulls != self._pulls_seen) and self._handover is None:
+            if anyio.current_time() >= deadline:
+                return
+            with anyio.CancelScope(deadline=deadline):
+                if self._pulling and self._pulls == self._pulls_seen:
+                    self._reader_wake = wake = anyio.Event()
+                    await wake.wait()
+                self._pulls_seen = self._pulls
+                await anyio.sleep(PULL_GRACE)
 
     async def pull(self) -> bool:
         """A consumer found the inbox empty: read the primary connection in the consumer's task
@@ -560,3 +643,62 @@ class Session:
             await anyio.sleep(delay)
             rotated = await self._shared.rotate(DisconnectReason.SCHEDULED)
             failures = 0 if rotated else failures + 1
+
+
+class _Keepalive:
+    """The keepalive of a receive loop that pings between its own reads (SPEC 5): a ping every
+    ``ping_interval``; any inbound traffic within ``ping_timeout`` of it counts as liveness,
+    none is PING_TIMEOUT. The loop waits until :attr:`deadline` and calls :meth:`step` then.
+    Whoever reads the pong (the loop, or a consumer in pull()) records the round trip."""
+
+    __slots__ = ("_conn", "_interval", "_received_before", "_sent_at", "_session", "deadline")
+
+    def __init__(self, session: Session, link: Link, interval: float) -> None:
+        self._session = session
+        self._conn = link.conn
+        self._interval = interval
+        self._sent_at: float | None = None  # a ping awaits its pong (or any traffic)
+        self._received_before = 0
+        self.deadline = anyio.current_time() + interval
+
+    async def step(self) -> bool:
+        """The deadline has passed while the loop waited: ping, or judge the ping in flight.
+        False: the connection is dead."""
+        session = self._session
+        now = anyio.current_time()
+        settings = session._settings
+        if self._sent_at is None:
+            self._received_before = self._conn.bytes_received
+            self._sent_at = now
+            self.deadline = now + settings.ping_timeout
+            # Bounded like a ping() was: a send that cannot go out counts against the timeout.
+            with (
+                anyio.move_on_after(settings.ping_timeout),
+                contextlib.suppress(WebSocketError),  # it ended; the next read says why
+            ):
+                await self._conn.send_ping(self._answered)
+            return True
+        if self._conn.bytes_received > self._received_before or session._inbox.blocked:
+            self._next(now)  # any inbound traffic counts as liveness (SPEC 5)
+            return True
+        session._shared.logger.warning(
+            "! no pong within %g s: connection considered dead", settings.ping_timeout
+        )
+        return False
+
+    def delivered(self) -> None:
+        """The loop handed a batch over, which may have kept it from reading (a full queue,
+        a rotation's switch, an on_alert callback) past the ping's time: no verdict from that
+        wait, ping again."""
+        if self._sent_at is not None and anyio.current_time() >= self.deadline:
+            self._sent_at = None
+
+    def _answered(self, rtt: float) -> None:
+        stats = self._session._shared.stats
+        stats.latency = rtt
+        self._session._shared.logger.debug("%% pong after %.1f ms", rtt * 1000)
+        self._next(anyio.current_time())
+
+    def _next(self, now: float) -> None:
+        self._sent_at = None
+        self.deadline = now + self._interval
