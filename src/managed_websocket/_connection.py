@@ -66,6 +66,9 @@ _STREAM_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 Data = str | bytes
 _MESSAGE_TYPES = (str, bytes)  # the reader's events that are whole messages
+# ``_pending`` while no message waits: shared, and never appended to (maxlen=0 would drop
+# messages, so _handle_events replaces it with a deque of the connection's own first).
+_NO_PENDING: deque[Data] = deque(maxlen=0)
 
 
 class _State(enum.Enum):
@@ -131,7 +134,7 @@ class WebSocketConnection:
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
         self._read_size = read_size
-        self._pending: deque[Data] = deque()
+        self._pending: deque[Data] = _NO_PENDING  # a deque of its own once messages come
         self._error: WebSocketError | None = None
         self._socket_closed = False
         self._failing = False  # we sent a close frame because the peer misbehaved
@@ -263,9 +266,12 @@ class WebSocketConnection:
             raise self._error
 
     def _take_pending(self) -> list[Data]:
-        batch = list(self._pending)
-        self._pending.clear()
-        return batch
+        pending = self._pending
+        if not pending:
+            return []
+        # The deque goes with its messages: a connection that waits keeps none (~760 bytes).
+        self._pending = _NO_PENDING
+        return list(pending)
 
     # Sending
 
@@ -416,6 +422,8 @@ class WebSocketConnection:
         for event in self._reader.events():
             if isinstance(event, _MESSAGE_TYPES):
                 if deliver:
+                    if pending is _NO_PENDING:
+                        pending = self._pending = deque()
                     pending.append(event)
             else:
                 outgoing += self._handle_control(event)
