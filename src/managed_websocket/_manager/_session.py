@@ -211,7 +211,12 @@ class Session:
                 # receive loop (with the keepalive folded in); otherwise it runs the keepalive.
                 # (A rotation's new primary brings its own tasks; this one ends with the old.)
                 if inline:
-                    await self._take_over_reading(first)
+                    if await self._take_over_reading(first):
+                        # Called from here, not from a helper: a coroutine frame less while idle.
+                        interval = self._settings.ping_interval
+                        keepalive = None if interval is None else _Keepalive(self, first, interval)
+                        with first.task_scope():
+                            await self._receive(first, keepalive=keepalive)
                 elif self._settings.ping_interval is not None:
                     await self._keepalive(self.primary, self._settings.ping_interval)
         finally:
@@ -337,9 +342,10 @@ class Session:
             if self._handover is not None:
                 self._handover.set()
 
-    async def _take_over_reading(self, link: Link) -> None:
-        """Stop the first receive loop at its next wait (nothing it read is lost), then run the
-        receive loop and the keepalive in this task until the link ends."""
+    async def _take_over_reading(self, link: Link) -> bool:
+        """Stop the first receive loop at its next wait (nothing it read is lost). True if this
+        task is to run the receive loop (and the keepalive) from here on; False if the link was
+        replaced or failed meanwhile."""
         self._taken_over = True  # a first receive loop that has not started yet never reads
         if self._first_reader_running:
             self._handover = handover = anyio.Event()
@@ -348,12 +354,7 @@ class Session:
                 self._reader_wake.set()
             await handover.wait()
             self._handover = None
-        if link is not self.primary or link.cancelled:
-            return  # replaced (or failed) meanwhile
-        interval = self._settings.ping_interval
-        keepalive = None if interval is None else _Keepalive(self, link, interval)
-        with link.task_scope():
-            await self._receive(link, keepalive=keepalive)
+        return link is self.primary and not link.cancelled
 
     async def _receive(
         self, link: Link, *, keepalive: _Keepalive | None = None, until_handover: bool = False
