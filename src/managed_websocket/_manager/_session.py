@@ -71,7 +71,7 @@ def event_for_error(error: BaseException) -> DisconnectEvent:
     return DisconnectEvent(DisconnectReason.NETWORK_ERROR, error=error, at=now)
 
 
-@dataclass
+@dataclass(slots=True)
 class Shared:
     """The manager's parts a session uses."""
 

@@ -326,8 +326,11 @@ class Supervisor:
             on_dropped=self._on_dropped,
             rotate=self._rotate,
             logger=logger,
-            closes_gracefully_when_cancelled=lambda: self._owner_group is not None,
+            closes_gracefully_when_cancelled=self._closes_gracefully_when_cancelled,
         )
+
+    def _closes_gracefully_when_cancelled(self) -> bool:
+        return self._owner_group is not None
 
     async def _on_open(self, conn: WebSocketConnection) -> None:
         await self._callbacks.call("on_connect", self._settings.on_connect)
