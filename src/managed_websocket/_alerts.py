@@ -19,6 +19,8 @@ class AlertThrottle:
     :meth:`flush_deadline` so that the tail of a burst is still reported.
     """
 
+    __slots__ = ("_interval", "_last_alert", "_pending")
+
     def __init__(self, interval: float) -> None:
         if math.isnan(interval) or interval < 0:
             raise ValueError(f"interval must be >= 0, got {interval!r}")

@@ -182,6 +182,8 @@ class EventListener:
 
 
 class EventHub:
+    __slots__ = ("_closed", "_listeners")
+
     def __init__(self) -> None:
         self._listeners: list[EventListener] = []
         self._closed = False

@@ -34,6 +34,8 @@ class Outage:
 
 
 class OutageLedger:
+    __slots__ = ("_gap_target", "_last_seq", "_open", "_records")
+
     def __init__(self) -> None:
         self._records: list[Outage] = []
         self._open: Outage | None = None

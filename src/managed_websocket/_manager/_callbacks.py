@@ -17,6 +17,8 @@ __all__ = ["CallbackRunner"]
 
 
 class CallbackRunner:
+    __slots__ = ("_logger", "_stats")
+
     def __init__(self, stats: WebSocketStats, logger: logging.Logger) -> None:
         self._stats = stats
         self._logger = logger

@@ -18,6 +18,8 @@ __all__ = ["CriticalSections"]
 
 
 class CriticalSections:
+    __slots__ = ("_clear", "_open")
+
     def __init__(self) -> None:
         self._open = 0
         # Created when the first section opens (an Event needs a running event loop; the

@@ -97,6 +97,19 @@ class Link:
     which would cost a task and a group per connection for nothing else.
     """
 
+    __slots__ = (
+        "_scopes",
+        "_warm",
+        "cancelled",
+        "conn",
+        "failure",
+        "hot",
+        "opened_at",
+        "retired",
+        "staged",
+        "staged_keys",
+    )
+
     def __init__(self, conn: WebSocketConnection, *, staged: bool) -> None:
         self.conn = conn
         self._scopes: list[anyio.CancelScope] = []
@@ -137,6 +150,27 @@ class Link:
 
 
 class Session:
+    __slots__ = (
+        "_candidates",
+        "_dedup",
+        "_delivery_lock",
+        "_first_reader_running",
+        "_group",
+        "_handover",
+        "_inbox",
+        "_pulling",
+        "_pulls",
+        "_pulls_seen",
+        "_reader_wake",
+        "_settings",
+        "_shared",
+        "_taken_over",
+        "ended_at",
+        "ended_in_critical",
+        "ending",
+        "primary",
+    )
+
     def __init__(self, conn: WebSocketConnection, shared: Shared, inbox: Inbox) -> None:
         self._shared = shared
         self._settings = shared.settings

@@ -59,6 +59,8 @@ class _Transition:
 
 
 class StateMachine:
+    __slots__ = ("_current", "_label", "_logger")
+
     def __init__(self, logger: logging.Logger, label: str) -> None:
         self._current = _Transition(ConnectionState.DISCONNECTED)
         self._logger = logger
