@@ -117,7 +117,9 @@ class Link:
         self.staged: list[Any] | None = [] if staged else None
         self._warm: anyio.Event | None = None
         self.hot = False  # a candidate received what makes it warm (is_warm)
-        self.staged_keys: set[Hashable] = set()  # with dedup_key: the keys of ``staged``
+        # With dedup_key: the keys of ``staged``. Only candidates stage (a primary made as one
+        # never does), so only they get a set.
+        self.staged_keys: set[Hashable] | None = set() if staged else None
         self.failure: DisconnectEvent | None = None
         self.retired = False  # replaced by a rotation: its end is not the session's end
         self.opened_at = anyio.current_time()
@@ -495,6 +497,7 @@ class Session:
         if link.staged is not None:
             link.staged.extend(batch)
             if self._dedup is not None:
+                assert link.staged_keys is not None  # a candidate's
                 link.staged_keys.update(map(self._dedup.key_of, batch))
             if not link.hot and self._is_warm(batch):
                 link.hot = True
@@ -545,7 +548,7 @@ class Session:
         if not link.hot or link.warm.is_set():
             return
         dedup = self._dedup
-        if dedup is None or dedup.overlaps(link.staged_keys):
+        if dedup is None or dedup.overlaps(link.staged_keys or set()):
             link.warm.set()
 
     def _is_warm(self, batch: list[Any]) -> bool:
