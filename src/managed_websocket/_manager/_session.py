@@ -249,10 +249,11 @@ class Session:
                 if inline:
                     if await self._take_over_reading(first):
                         # Called from here, not from a helper: a coroutine frame less while idle.
+                        # No scope of the link's either: a rotation that retires it interrupts
+                        # its read, and the loop sees the link cancelled and returns.
                         interval = self._settings.ping_interval
                         keepalive = None if interval is None else _Keepalive(self, first, interval)
-                        with first.task_scope():
-                            await self._receive(first, keepalive=keepalive)
+                        await self._receive(first, keepalive=keepalive)
                 elif self._settings.ping_interval is not None:
                     await self._keepalive(self.primary, self._settings.ping_interval)
         finally:
@@ -397,19 +398,19 @@ class Session:
     ) -> None:
         conn = link.conn
         try:
-            while True:
+            while not link.cancelled:  # see run(): the session task's loop has no link scope
                 if keepalive is None:
                     if until_handover and self._taken_over:
                         return  # the session's task reads from here on (or did before we ran)
                     if link is self.primary:
-                        await self._give_way_to_consumers()
+                        await self._give_way_to_consumers(link)
                     if until_handover and self._taken_over:
                         return
                     batch = await conn.read_batch()  # [] when a consumer's pull() took over
                 else:
                     deadline = keepalive.deadline
                     if link is self.primary:
-                        await self._give_way_to_consumers(deadline)
+                        await self._give_way_to_consumers(link, deadline)
                     batch = []
                     if anyio.current_time() < deadline:
                         batch = await conn.read_batch(deadline)  # [] at the deadline, too
@@ -431,7 +432,7 @@ class Session:
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
 
-    async def _give_way_to_consumers(self, deadline: float = math.inf) -> None:
+    async def _give_way_to_consumers(self, link: Link, deadline: float = math.inf) -> None:
         """The primary's receive loop does not read while a consumer pulls, nor until none has
         pulled for PULL_GRACE: a consumer that comes straight back (after handling a message, or
         sending a reply) finds the socket free, where taking it back would cost it a hand-over.
@@ -441,9 +442,14 @@ class Session:
         pull when the same pull has gone on for PULL_GRACE (a consumer waiting on a quiet
         connection), so an idle connection costs no wake-ups.
 
-        Returns early at ``deadline`` (the keepalive's), or when the first receive loop is to
-        hand over (:meth:`_take_over_reading`)."""
-        while (self._pulling or self._pulls != self._pulls_seen) and self._handover is None:
+        Returns early at ``deadline`` (the keepalive's), when the first receive loop is to hand
+        over (:meth:`_take_over_reading`), or once ``link`` is no longer the primary (only one
+        loop may wait on ``_reader_wake``)."""
+        while (
+            (self._pulling or self._pulls != self._pulls_seen)
+            and self._handover is None
+            and link is self.primary
+        ):
             if anyio.current_time() >= deadline:
                 return
             with anyio.CancelScope(deadline=deadline):
