@@ -52,6 +52,26 @@ class _Overflowed:
 
 
 class Inbox:
+    __slots__ = (
+        "_blocked",
+        "_closed",
+        "_current",
+        "_end_error",
+        "_gap",
+        "_limit",
+        "_local_batches",
+        "_overflow",
+        "_position",
+        "_queued",
+        "_receive_end",
+        "_send_end",
+        "_skip",
+        "_space",
+        "_unchecked",
+        "dropped",
+        "pull",
+    )
+
     def __init__(self, queue_size: int, overflow: Overflow) -> None:
         # The stream and the local deque are made on first use (see _streams): an inbox that
         # nothing has reached yet (an idle connection with no consumer) costs a few slots.
