@@ -161,38 +161,8 @@ class Supervisor:
     # ------------------------------------------------------------------ supervisor
 
     async def _supervise(self) -> None:
-        # One coroutine, not a wrapper around a loop: this frame lives as long as the manager.
         try:
-            attempt, floor = 0, 0.0
-            while True:
-                # The attempt that connected: a short-lived connection after it counts on from
-                # there.
-                conn, attempt = await self._dial(attempt, floor)
-                if conn is None:  # close()/kill() while dialling
-                    plan_wait, poll = True, False
-                else:
-                    event, connected_for = await self._serve(conn)
-                    # The socket was closed under a shield: a shutdown()/force_close() that came
-                    # meanwhile (state CLOSING) is delivered here, before the state moves on.
-                    await anyio.lowlevel.checkpoint_if_cancelled()
-                    plan = plan_after_disconnect(
-                        event,
-                        settings=self._settings,
-                        attempt=attempt,
-                        connected_for=connected_for,
-                        stay_down=self._stay_down,
-                        reconnect_after=self._reconnect_after,
-                    )
-                    self._reconnect_after = None
-                    attempt, floor = plan.attempt, plan.floor
-                    if plan.reconnect_after is not None:
-                        self._dial_at = anyio.current_time() + plan.reconnect_after
-                    plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
-                    self._state.set(_S.RECONNECTING if plan.reconnect else _S.DISCONNECTED)
-                    await self._after_disconnect(event)
-                if plan_wait:
-                    await self._wait_for_permission(poll)
-                    attempt, floor = 0, 0.0
+            await self._supervise_loop()
         except WebSocketError as exc:
             self._fatal = exc
             logger.error("! %s failed: %s", self._url, exc)
@@ -204,6 +174,37 @@ class Supervisor:
             self._events.close()
             if self._run_scope is not None:
                 self._run_scope.cancel()  # the alert flusher goes with the supervisor
+
+    async def _supervise_loop(self) -> None:
+        attempt, floor = 0, 0.0
+        while True:
+            # The attempt that connected: a short-lived connection after it counts on from there.
+            conn, attempt = await self._dial(attempt, floor)
+            if conn is None:  # close()/kill() while dialling
+                plan_wait, poll = True, False
+            else:
+                event, connected_for = await self._serve(conn)
+                # The socket was closed under a shield: a shutdown()/force_close() that came
+                # meanwhile (state CLOSING) is delivered here, before the state moves on.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                plan = plan_after_disconnect(
+                    event,
+                    settings=self._settings,
+                    attempt=attempt,
+                    connected_for=connected_for,
+                    stay_down=self._stay_down,
+                    reconnect_after=self._reconnect_after,
+                )
+                self._reconnect_after = None
+                attempt, floor = plan.attempt, plan.floor
+                if plan.reconnect_after is not None:
+                    self._dial_at = anyio.current_time() + plan.reconnect_after
+                plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
+                self._state.set(_S.RECONNECTING if plan.reconnect else _S.DISCONNECTED)
+                await self._after_disconnect(event)
+            if plan_wait:
+                await self._wait_for_permission(poll)
+                attempt, floor = 0, 0.0
 
     async def _dial(self, attempt: int, floor: float) -> tuple[WebSocketConnection | None, int]:
         """Dial until a connection opens, through the backoff policy; return it (None if
