@@ -10,6 +10,8 @@ reads, that the receive loop comes back, and that nothing is lost or held up on 
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import anyio
 import pytest
@@ -18,7 +20,7 @@ from managed_websocket._frames import OP_TEXT
 from managed_websocket._manager._session import PULL_GRACE
 from managed_websocket.testing import open_test_server
 
-from ._harness import WAIT, manager, wait_until
+from ._harness import WAIT, library_task_names, manager, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -33,12 +35,12 @@ def _server_frame(text: str) -> bytes:
 async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop() -> None:
     async with open_test_server() as server, manager(server, ping_interval=None) as ws:
         conn = ws._session.conn  # type: ignore[union-attr]
-        readers: list[str] = []
+        readers: list[int] = []
         read_batch = conn.read_batch
 
-        async def recording_read_batch() -> list[str | bytes]:
-            readers.append(anyio.get_current_task().name)
-            return await read_batch()
+        async def recording_read_batch(deadline: float = math.inf) -> list[str | bytes]:
+            readers.append(anyio.get_current_task().id)
+            return await read_batch(deadline)
 
         with anyio.fail_after(WAIT):
             messages = aiter(ws)
@@ -48,7 +50,8 @@ async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop() 
             for n in range(100):
                 await ws.send(f"m{n}")
                 assert await anext(messages) == f"m{n}"
-        by_loop = sum("_receive_loop" in name for name in readers)
+        me = anyio.get_current_task().id
+        by_loop = sum(reader != me for reader in readers)
         # Each round trip was read by this task. The receive loop reads only if the consumer was
         # away for PULL_GRACE (a stall of this machine), and then gives way again at once.
         assert len(readers) - by_loop >= 100
@@ -230,3 +233,23 @@ async def test_a_rotation_moves_a_consumer_waiting_right_after_a_burst() -> None
                 await wait_until(lambda: result == [True])
                 tg.cancel_scope.cancel()
         assert len(got) == 9
+
+
+@pytest.mark.parametrize("on_message", [None, print])
+async def test_an_idle_connection_is_served_by_the_managers_own_task(
+    anyio_backend_name: str, on_message: Any
+) -> None:
+    """Once open, the manager's task reads the socket and keeps the connection alive itself: an
+    idle default connection costs one task. With on_message (user code in the receive loop),
+    the loop has a task of its own."""
+    async with open_test_server(echo=False) as server, anyio.create_task_group() as tg:
+        before = library_task_names(anyio_backend_name)
+        ws = manager(server, ping_interval=0.02, ping_timeout=0.5, on_message=on_message)
+        with anyio.fail_after(WAIT):
+            await tg.start(ws.run)
+            await anyio.sleep(0.2)  # pings go out and come back meanwhile
+            tasks = library_task_names(anyio_backend_name)
+            assert len(tasks) - len(before) == (1 if on_message is None else 2), tasks
+            assert ws.stats.latency is not None
+            assert ws.stats.disconnects == 0
+        tg.cancel_scope.cancel()

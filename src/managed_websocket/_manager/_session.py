@@ -1,12 +1,11 @@
 """A serving period: the live connection and the tasks that serve it, in one cancel scope.
 
-A session runs, in its own task group, one *link* per connection (its receive loop and keepalive,
-each in a scope of the link's), the ``should_disconnect`` checks and the ``max_connection_age``
-timer. The task that runs the session serves the first primary itself once it is open: without
-``on_message`` (no user code in the receive loop) it takes the receive loop over from the task
-that read while ``on_open`` ran, and pings between its reads (:class:`_Keepalive`), so an idle
-default connection has one task, the manager's own; with ``on_message`` it runs the keepalive
-beside the receive loop's task, as a rotation candidate's tasks do. Normally there is one link. During a make-before-break rotation there are two: the primary keeps
+A session runs, in its own task group, one *link* per connection (its receive loop, which also
+keeps it alive: it pings between its reads, :class:`_Keepalive`), the ``should_disconnect``
+checks and the ``max_connection_age`` timer. The task that runs the session (the manager's own)
+runs the first primary's receive loop itself, so an idle default connection has one task; with
+``on_message`` the loop gets a task of its own, so user code never runs in the manager's task.
+Normally there is one link. During a make-before-break rotation there are two: the primary keeps
 delivering while the candidate stages what it receives; :meth:`Session.switch_to` retires the
 primary and makes the candidate live, splicing its staged messages in without duplicates.
 
@@ -92,9 +91,9 @@ class Shared:
 class Link:
     """One connection of a session. ``staged`` is a list while it is a rotation candidate.
 
-    Its tasks (receive loop, keepalive) run in the session's task group, each in a scope of the
-    link's (:meth:`task_scope`), so :meth:`cancel` stops them all: no task group of its own,
-    which would cost a task and a group per connection for nothing else.
+    Its receive loop runs in a scope of the link's (:meth:`task_scope`), so :meth:`cancel` stops
+    it wherever it is: no task group of its own, which would cost a task and a group per
+    connection for nothing else.
     """
 
     __slots__ = (
@@ -140,11 +139,6 @@ class Link:
         self._scopes.append(scope)
         return scope
 
-    def forget_scope(self, scope: anyio.CancelScope) -> None:
-        """A task of this link ended before the link did: its scope need not be kept."""
-        if scope in self._scopes:
-            self._scopes.remove(scope)
-
     def cancel(self) -> None:
         self.cancelled = True
         for scope in self._scopes:
@@ -156,9 +150,7 @@ class Session:
         "_candidates",
         "_dedup",
         "_delivery_lock",
-        "_first_reader_running",
         "_group",
-        "_handover",
         "_inbox",
         "_pulling",
         "_pulls",
@@ -166,7 +158,6 @@ class Session:
         "_reader_wake",
         "_settings",
         "_shared",
-        "_taken_over",
         "ended_at",
         "ended_in_critical",
         "ending",
@@ -188,11 +179,6 @@ class Session:
         self._pulls = 0
         self._pulls_seen = 0
         self._reader_wake: anyio.Event | None = None
-        # The hand-over of the first primary's reading from its receive loop task to the task
-        # that runs the session (see run()): set when asked, the task stops at its next wait.
-        self._taken_over = False
-        self._handover: anyio.Event | None = None
-        self._first_reader_running = False
         self._group: anyio.abc.TaskGroup | None = None
         self.ending: DisconnectEvent | None = None
         self.ended_at: float | None = None  # when the end was decided (the socket closes after)
@@ -226,36 +212,24 @@ class Session:
                 self._group = tg
                 if self.ending is not None:  # ended before it started (e.g. close() raced us)
                     tg.cancel_scope.cancel()
-                # Without on_message the receive loop runs no user code, so this task can run it
-                # (with the keepalive) once on_open has returned: a task less per connection.
-                inline = self._settings.on_message is None
-                first = self.primary
-                self._group.start_soon(
-                    self._first_receive_loop if inline else self._receive_loop, first
-                )
                 if self._settings.should_disconnect is not None:
                     tg.start_soon(self._disconnect_checks)
                 if self._settings.max_connection_age is not None:
                     tg.start_soon(self._age_rotation, self._settings.max_connection_age)
+                inline = self._settings.on_message is None
+                if not inline:  # user code runs in the receive loop: not in the manager's task
+                    tg.start_soon(self._receive_loop, self.primary)
                 try:
+                    # In this task: it reports the startup (task_status) once it is done.
                     await on_open(self.primary.conn)
                 except WebSocketError as exc:
                     # The connection died during on_connect/resubscribe; the reader reports why.
                     self._shared.logger.debug("! connection failed while opening: %s", exc)
-                # This task only waits for the session to end from here on: it serves the first
-                # primary itself, which spares a task per connection. Inline, it takes over the
-                # receive loop (with the keepalive folded in); otherwise it runs the keepalive.
-                # (A rotation's new primary brings its own tasks; this one ends with the old.)
                 if inline:
-                    if await self._take_over_reading(first):
-                        # Called from here, not from a helper: a coroutine frame less while idle.
-                        # No scope of the link's either: a rotation that retires it interrupts
-                        # its read, and the loop sees the link cancelled and returns.
-                        interval = self._settings.ping_interval
-                        keepalive = None if interval is None else _Keepalive(self, first, interval)
-                        await self._receive(first, keepalive=keepalive)
-                elif self._settings.ping_interval is not None:
-                    await self._keepalive(self.primary, self._settings.ping_interval)
+                    # Then this task reads the first primary (until a rotation replaces it): a
+                    # task less per connection, the one an idle connection would wait in. (While
+                    # on_connect runs, only a consumer that waits for a message reads.)
+                    await self._receive_loop(self.primary)
         finally:
             if self._inbox.pull == self.pull:
                 self._inbox.pull = None
@@ -346,11 +320,9 @@ class Session:
     # One link: reader and keepalive
 
     def _serve_link(self, link: Link) -> None:
-        """Start a rotation candidate's receive loop and keepalive."""
+        """Start a rotation candidate's receive loop."""
         assert self._group is not None
         self._group.start_soon(self._receive_loop, link)
-        if self._settings.ping_interval is not None:
-            self._group.start_soon(self._keepalive, link, self._settings.ping_interval)
 
     def _link_failed(self, link: Link, event: DisconnectEvent) -> None:
         if link.retired:
@@ -363,64 +335,24 @@ class Session:
             link.cancel()
 
     async def _receive_loop(self, link: Link) -> None:
+        interval = self._settings.ping_interval
+        keepalive = None if interval is None else _Keepalive(self, link, interval)
         with link.task_scope():
-            await self._receive(link)
+            await self._receive(link, keepalive)
 
-    async def _first_receive_loop(self, link: Link) -> None:
-        """The first primary's receive loop while on_open runs, until the session's own task
-        takes it over (:meth:`_take_over_reading`)."""
-        self._first_reader_running = True
-        try:
-            with link.task_scope() as scope:
-                await self._receive(link, until_handover=True)
-            link.forget_scope(scope)
-        finally:
-            self._first_reader_running = False
-            if self._handover is not None:
-                self._handover.set()
-
-    async def _take_over_reading(self, link: Link) -> bool:
-        """Stop the first receive loop at its next wait (nothing it read is lost). True if this
-        task is to run the receive loop (and the keepalive) from here on; False if the link was
-        replaced or failed meanwhile."""
-        self._taken_over = True  # a first receive loop that has not started yet never reads
-        if self._first_reader_running:
-            self._handover = handover = anyio.Event()
-            link.conn.interrupt_read()
-            if self._reader_wake is not None:
-                self._reader_wake.set()
-            await handover.wait()
-            self._handover = None
-        return link is self.primary and not link.cancelled
-
-    async def _receive(
-        self, link: Link, *, keepalive: _Keepalive | None = None, until_handover: bool = False
-    ) -> None:
+    async def _receive(self, link: Link, keepalive: _Keepalive | None) -> None:
         conn = link.conn
+        deadline = math.inf
         try:
-            while not link.cancelled:  # see run(): the session task's loop has no link scope
-                if keepalive is None:
-                    if until_handover and self._taken_over:
-                        return  # the session's task reads from here on (or did before we ran)
-                    if link is self.primary:
-                        await self._give_way_to_consumers(link)
-                    if until_handover and self._taken_over:
-                        return
-                    batch = await conn.read_batch()  # [] when a consumer's pull() took over
-                else:
+            while True:
+                if keepalive is not None:
                     deadline = keepalive.deadline
-                    if link is self.primary:
-                        await self._give_way_to_consumers(link, deadline)
-                    batch = []
-                    if anyio.current_time() < deadline:
-                        batch = await conn.read_batch(deadline)  # [] at the deadline, too
-                    if not batch and anyio.current_time() >= keepalive.deadline:
-                        if not await keepalive.step():
-                            self._link_failed(
-                                link, DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time())
-                            )
-                            return
-                        continue
+                if link is self.primary:
+                    await self._give_way_to_consumers(deadline)
+                batch = []
+                if anyio.current_time() < deadline:
+                    # [] when a consumer's pull() took over, or at the deadline
+                    batch = await conn.read_batch(deadline)
                 if batch:
                     await self._deliver(link, batch)
                     if keepalive is not None:
@@ -429,10 +361,14 @@ class Session:
                         # A consumer queued for the socket behind us: what we delivered is
                         # for it, so it must not go on to wait for the socket.
                         conn.interrupt_read()
+                elif keepalive is not None and not await keepalive.step():
+                    event = DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time())
+                    self._link_failed(link, event)
+                    return
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
 
-    async def _give_way_to_consumers(self, link: Link, deadline: float = math.inf) -> None:
+    async def _give_way_to_consumers(self, deadline: float) -> None:
         """The primary's receive loop does not read while a consumer pulls, nor until none has
         pulled for PULL_GRACE: a consumer that comes straight back (after handling a message, or
         sending a reply) finds the socket free, where taking it back would cost it a hand-over.
@@ -440,24 +376,17 @@ class Session:
         While consumers pull in quick succession this wakes once per PULL_GRACE, not per pull
         (pulls are counted, not timed: a pull costs no clock reading). It waits for the end of a
         pull when the same pull has gone on for PULL_GRACE (a consumer waiting on a quiet
-        connection), so an idle connection costs no wake-ups.
-
-        Returns early at ``deadline`` (the keepalive's), when the first receive loop is to hand
-        over (:meth:`_take_over_reading`), or once ``link`` is no longer the primary (only one
-        loop may wait on ``_reader_wake``)."""
-        while (
-            (self._pulling or self._pulls != self._pulls_seen)
-            and self._handover is None
-            and link is self.primary
-        ):
-            if anyio.current_time() >= deadline:
-                return
-            with anyio.CancelScope(deadline=deadline):
+        connection), so an idle connection costs no wake-ups. It returns at ``deadline`` (the
+        keepalive's) whatever consumers do."""
+        while self._pulling or self._pulls != self._pulls_seen:
+            with anyio.CancelScope(deadline=deadline) as scope:
                 if self._pulling and self._pulls == self._pulls_seen:
                     self._reader_wake = wake = anyio.Event()
                     await wake.wait()
                 self._pulls_seen = self._pulls
                 await anyio.sleep(PULL_GRACE)
+            if scope.cancelled_caught:
+                return
 
     async def pull(self) -> bool:
         """A consumer found the inbox empty: read the primary connection in the consumer's task
@@ -611,35 +540,6 @@ class Session:
             self._shared.logger.exception("! decode raised; delivering the raw message")
             return message
 
-    async def _keepalive(self, link: Link, interval: float) -> None:
-        with link.task_scope():
-            await self._ping_every(link, interval)
-
-    async def _ping_every(self, link: Link, interval: float) -> None:
-        timeout = self._settings.ping_timeout
-        stats = self._shared.stats
-        while True:
-            await anyio.sleep(interval)
-            if self._inbox.blocked and link is self.primary:
-                # The reader is waiting for a slow consumer, not for the network: the data it
-                # is holding proves the peer is alive, and a pong could not be read anyway.
-                continue
-            received_before = link.conn.bytes_received
-            with anyio.move_on_after(timeout):
-                try:
-                    stats.latency = await link.conn.ping()
-                except WebSocketError:
-                    return  # the connection ended; the receive loop reports why
-                self._shared.logger.debug("%% pong after %.1f ms", stats.latency * 1000)
-                continue
-            if link.conn.bytes_received > received_before or self._inbox.blocked:
-                continue  # any inbound traffic counts as liveness (SPEC 5)
-            self._shared.logger.warning(
-                "! no pong within %g s: connection considered dead", timeout
-            )
-            self._link_failed(link, DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time()))
-            return
-
     # Proactive timers
 
     async def wait_for_critical_sections(
@@ -706,10 +606,12 @@ class _Keepalive:
         self.deadline = anyio.current_time() + interval
 
     async def step(self) -> bool:
-        """The deadline has passed while the loop waited: ping, or judge the ping in flight.
-        False: the connection is dead."""
+        """Once the deadline has passed: ping, or judge the ping in flight. False: the
+        connection is dead."""
         session = self._session
         now = anyio.current_time()
+        if now < self.deadline:
+            return True
         settings = session._settings
         if self._sent_at is None:
             self._received_before = self._conn.bytes_received
