@@ -25,7 +25,6 @@ __all__ = [
     "Recorder",
     "as_kind",
     "gaps",
-    "library_task_names",
     "manager",
     "our_tasks",
     "wait_until",
@@ -126,30 +125,6 @@ def our_tasks(backend: str) -> set[Any]:
         if task.get_name().startswith("managed_websocket.")
         and not task.get_name().startswith("managed_websocket.testing")
     }
-
-
-def library_task_names(backend: str) -> list[str]:
-    """The names of the library's running tasks (the testing server's excluded), on either
-    backend: asyncio lists its tasks; on trio, the task tree is walked from the root."""
-    if backend == "asyncio":
-        import asyncio
-
-        names = [task.get_name() for task in asyncio.all_tasks()]
-    else:
-        import trio
-
-        names = []
-        nurseries = list(trio.lowlevel.current_root_task().child_nurseries)
-        while nurseries:
-            for task in nurseries.pop().child_tasks:
-                names.append(task.name)
-                nurseries.extend(task.child_nurseries)
-    return [
-        name
-        for name in names
-        if name.startswith("managed_websocket.")
-        and not name.startswith("managed_websocket.testing")
-    ]
 
 
 class Feed:

@@ -19,8 +19,9 @@ import pytest
 from managed_websocket._frames import OP_TEXT
 from managed_websocket._manager._session import PULL_GRACE
 from managed_websocket.testing import open_test_server
+from reliability._support import library_tasks
 
-from ._harness import WAIT, library_task_names, manager, wait_until
+from ._harness import WAIT, manager, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -243,12 +244,12 @@ async def test_an_idle_connection_is_served_by_the_managers_own_task(
     idle default connection costs one task. With on_message (user code in the receive loop),
     the loop has a task of its own."""
     async with open_test_server(echo=False) as server, anyio.create_task_group() as tg:
-        before = library_task_names(anyio_backend_name)
+        before = library_tasks(anyio_backend_name)
         ws = manager(server, ping_interval=0.02, ping_timeout=0.5, on_message=on_message)
         with anyio.fail_after(WAIT):
             await tg.start(ws.run)
             await anyio.sleep(0.2)  # pings go out and come back meanwhile
-            tasks = library_task_names(anyio_backend_name)
+            tasks = library_tasks(anyio_backend_name)
             assert len(tasks) - len(before) == (1 if on_message is None else 2), tasks
             assert ws.stats.latency is not None
             assert ws.stats.disconnects == 0
