@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
+from managed_websocket import DisconnectReason
 from managed_websocket._frames import OP_TEXT
 from managed_websocket._manager._session import PULL_GRACE
 from managed_websocket.testing import open_test_server
@@ -254,3 +255,34 @@ async def test_an_idle_connection_is_served_by_the_managers_own_task(
             assert ws.stats.latency is not None
             assert ws.stats.disconnects == 0
         tg.cancel_scope.cancel()
+
+
+async def test_a_half_open_connection_right_after_a_burst_is_noticed_and_replaced() -> None:
+    """The server goes silent (no pongs, no close) just after a burst, while the consumer waits
+    in a read that cannot be interrupted: the receive loop's keepalive still declares the
+    connection dead after ping_timeout, its socket goes, and the consumer goes on with the new
+    connection."""
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, ping_interval=0.05, ping_timeout=0.2, decode=None)
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(message)  # noqa: PERF401 - watched while it grows
+
+        with anyio.fail_after(WAIT):
+            async with ws, anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(PULL_GRACE * 4)
+                await server.send_raw(_binary_burst(8))
+                await wait_until(lambda: len(got) == 8)
+                server.silence_clients()
+                await server.wait_for_handshakes(2)
+                last = ws.last_disconnect
+                assert last is not None
+                assert last.reason is DisconnectReason.PING_TIMEOUT
+                await ws.wait_connected()
+                await server.send(server.clients[1], b"after")
+                await wait_until(lambda: got[-1:] == [b"after"])
+                tg.cancel_scope.cancel()
+        assert len(got) == 9
