@@ -101,7 +101,7 @@ class _PongWaiter:
         self.wake = anyio.Event()
         # send_ping(): whoever reads the pong calls on_pong with the round-trip time.
         self.on_pong = on_pong
-        self.sent_at = 0.0
+        self.sent_at = anyio.current_time()  # just before the ping goes out
 
 
 class WebSocketConnection:
@@ -295,14 +295,9 @@ class WebSocketConnection:
         If no other task is reading, this reads the connection itself (messages that arrive
         meanwhile are kept for the next receive). Bound it with ``anyio.fail_after``.
         """
-        if payload is None:
-            payload = next(self._ping_ids).to_bytes(8, "big")
-        waiter = _PongWaiter(next(self._ping_order), payload)
-        waiters = self._pong_waiters.setdefault(payload, [])
-        waiters.append(waiter)
-        start = anyio.current_time()
+        waiter = self._expect_pong(payload)
         try:
-            await self._send_frame(OP_PING, payload)
+            await self._send_frame(OP_PING, waiter.payload)
             while not waiter.answered:
                 if self._error is not None:
                     raise self._error
@@ -317,24 +312,29 @@ class WebSocketConnection:
                     finally:
                         self._wake_pingers()  # other pingers may wait for us to stop reading
         finally:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._pong_waiters[payload]
-        return anyio.current_time() - start
+            self._forget_waiter(waiter)
+        return anyio.current_time() - waiter.sent_at
 
     async def send_ping(self, on_pong: Callable[[float], None]) -> None:
         """Send a ping and return without waiting for its pong: whoever reads the pong (any
         receive, or a :meth:`ping`) calls ``on_pong`` with the round-trip time in seconds. For a
         reader that pings between its own reads (the managed connection's keepalive)."""
-        payload = next(self._ping_ids).to_bytes(8, "big")
-        waiter = _PongWaiter(next(self._ping_order), payload, on_pong)
-        waiter.sent_at = anyio.current_time()
-        self._pong_waiters.setdefault(payload, []).append(waiter)
+        waiter = self._expect_pong(None, on_pong)
         try:
-            await self._send_frame(OP_PING, payload)
+            await self._send_frame(OP_PING, waiter.payload)
         except BaseException:
             self._forget_waiter(waiter)
             raise
+
+    def _expect_pong(
+        self, payload: bytes | None, on_pong: Callable[[float], None] | None = None
+    ) -> _PongWaiter:
+        """Register a ping about to be sent (``None``: a payload of our own numbering)."""
+        if payload is None:
+            payload = next(self._ping_ids).to_bytes(8, "big")
+        waiter = _PongWaiter(next(self._ping_order), payload, on_pong)
+        self._pong_waiters.setdefault(payload, []).append(waiter)
+        return waiter
 
     def _forget_waiter(self, waiter: _PongWaiter) -> None:
         waiters = self._pong_waiters.get(waiter.payload)
