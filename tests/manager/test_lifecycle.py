@@ -363,7 +363,7 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
     async with open_test_server() as server, manager(server) as ws:
         inbox = ws._inbox
         counted = _CountingReceive(inbox._receive)
-        inbox._receive = counted  # type: ignore[assignment]
+        inbox._receive_end = counted  # type: ignore[assignment]
         pull = inbox.pull
         assert pull is not None  # the live session offers it
         pulls = 0

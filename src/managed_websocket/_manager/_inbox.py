@@ -124,11 +124,6 @@ class Inbox:
     def _receive(self) -> MemoryObjectReceiveStream[list[Any] | _Overflowed]:
         return self._streams()[1]
 
-    @_receive.setter
-    def _receive(self, stream: MemoryObjectReceiveStream[list[Any] | _Overflowed]) -> None:
-        self._streams()
-        self._receive_end = stream
-
     @property
     def _local(self) -> deque[list[Any] | _Overflowed]:
         local = self._local_batches
