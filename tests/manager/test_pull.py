@@ -14,12 +14,13 @@ import math
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
-from managed_websocket import DisconnectReason
+from managed_websocket import DisconnectReason, ManagedWebSocket
 from managed_websocket._frames import OP_TEXT
 from managed_websocket._manager._session import PULL_GRACE
-from managed_websocket.testing import open_test_server
+from managed_websocket.testing import WebSocketTestServer, open_test_server
 from reliability._support import library_tasks
 
 from ._harness import WAIT, manager, wait_until
@@ -180,23 +181,32 @@ def _binary_burst(count: int, size: int = 65_536) -> bytes:
 # interrupted (WebSocketConnection.read_batch): these pin down that it still ends when it must.
 
 
+async def _consume_after_a_burst(
+    server: WebSocketTestServer, ws: ManagedWebSocket, tg: anyio.abc.TaskGroup
+) -> list[bytes]:
+    """Start a consumer in ``tg`` that collects every message; once it waits in a pull, send a
+    512 KiB burst (full reads) and return its list when it has taken all 8 messages."""
+    got: list[bytes] = []
+
+    async def consume() -> None:
+        async for message in ws:
+            got.append(message)  # noqa: PERF401 - watched while it grows
+
+    tg.start_soon(consume)
+    await anyio.sleep(PULL_GRACE * 4)  # the consumer waits in a pull
+    await server.send_raw(_binary_burst(8))
+    await wait_until(lambda: len(got) == 8)
+    return got
+
+
 async def test_close_ends_a_consumer_waiting_right_after_a_burst() -> None:
     """The server never answers our close frame: close() takes close_timeout, then the socket
     goes, and the consumer's loop ends with every message of the burst taken."""
     async with open_test_server(echo=False) as server:
         ws = manager(server, close_timeout=0.3, ping_interval=None, decode=None)
-        got: list[bytes] = []
-
-        async def consume() -> None:
-            async for message in ws:
-                got.append(message)  # noqa: PERF401 - watched while it grows
-
         with anyio.fail_after(WAIT):
             async with ws, anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await anyio.sleep(PULL_GRACE * 4)  # the consumer waits in a pull
-                await server.send_raw(_binary_burst(8))
-                await wait_until(lambda: len(got) == 8)
+                got = await _consume_after_a_burst(server, ws, tg)
                 server.silence_clients()
                 started = anyio.current_time()
                 await ws.close()
@@ -209,18 +219,9 @@ async def test_a_rotation_moves_a_consumer_waiting_right_after_a_burst() -> None
     goes on to the new connection's messages well within close_timeout."""
     async with open_test_server(echo=False) as server:
         ws = manager(server, close_timeout=2.0, ping_interval=None, decode=None)
-        got: list[bytes] = []
-
-        async def consume() -> None:
-            async for message in ws:
-                got.append(message)  # noqa: PERF401 - watched while it grows
-
         with anyio.fail_after(WAIT):
             async with ws, anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await anyio.sleep(PULL_GRACE * 4)
-                await server.send_raw(_binary_burst(8))
-                await wait_until(lambda: len(got) == 8)
+                got = await _consume_after_a_burst(server, ws, tg)
                 result: list[bool] = []
 
                 async def rotate() -> None:
@@ -233,6 +234,28 @@ async def test_a_rotation_moves_a_consumer_waiting_right_after_a_burst() -> None
                 await wait_until(lambda: got[-1:] == [b"new"])
                 assert anyio.current_time() - started < 1.0
                 await wait_until(lambda: result == [True])
+                tg.cancel_scope.cancel()
+        assert len(got) == 9
+
+
+async def test_a_half_open_connection_right_after_a_burst_is_noticed_and_replaced() -> None:
+    """The server goes silent (no pongs, no close) just after a burst, while the consumer waits
+    in a read that cannot be interrupted: the receive loop's keepalive still declares the
+    connection dead after ping_timeout, its socket goes, and the consumer goes on with the new
+    connection."""
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, ping_interval=0.05, ping_timeout=0.2, decode=None)
+        with anyio.fail_after(WAIT):
+            async with ws, anyio.create_task_group() as tg:
+                got = await _consume_after_a_burst(server, ws, tg)
+                server.silence_clients()
+                await server.wait_for_handshakes(2)
+                last = ws.last_disconnect
+                assert last is not None
+                assert last.reason is DisconnectReason.PING_TIMEOUT
+                await ws.wait_connected()
+                await server.send(server.clients[1], b"after")
+                await wait_until(lambda: got[-1:] == [b"after"])
                 tg.cancel_scope.cancel()
         assert len(got) == 9
 
@@ -255,34 +278,3 @@ async def test_an_idle_connection_is_served_by_the_managers_own_task(
             assert ws.stats.latency is not None
             assert ws.stats.disconnects == 0
         tg.cancel_scope.cancel()
-
-
-async def test_a_half_open_connection_right_after_a_burst_is_noticed_and_replaced() -> None:
-    """The server goes silent (no pongs, no close) just after a burst, while the consumer waits
-    in a read that cannot be interrupted: the receive loop's keepalive still declares the
-    connection dead after ping_timeout, its socket goes, and the consumer goes on with the new
-    connection."""
-    async with open_test_server(echo=False) as server:
-        ws = manager(server, ping_interval=0.05, ping_timeout=0.2, decode=None)
-        got: list[bytes] = []
-
-        async def consume() -> None:
-            async for message in ws:
-                got.append(message)  # noqa: PERF401 - watched while it grows
-
-        with anyio.fail_after(WAIT):
-            async with ws, anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await anyio.sleep(PULL_GRACE * 4)
-                await server.send_raw(_binary_burst(8))
-                await wait_until(lambda: len(got) == 8)
-                server.silence_clients()
-                await server.wait_for_handshakes(2)
-                last = ws.last_disconnect
-                assert last is not None
-                assert last.reason is DisconnectReason.PING_TIMEOUT
-                await ws.wait_connected()
-                await server.send(server.clients[1], b"after")
-                await wait_until(lambda: got[-1:] == [b"after"])
-                tg.cancel_scope.cancel()
-        assert len(got) == 9
