@@ -133,6 +133,9 @@ class WebSocketStats:
     rotations_failed: int = 0
     overlap_messages: int = 0  # messages a new connection staged during rotations
     duplicates_dropped: int = 0  # of those, already delivered by the old connection
+    # Received on a connection a rotation gave up (read by the old one after the switch, or
+    # staged by a candidate that failed): the other connection carries the same feed.
+    messages_superseded: int = 0
     gaps_detected: int = 0  # sequence jumps (with sequence_of)
     last_connect_time: float = 0.0  # wall clock, 0.0 = never
     last_disconnect_time: float = 0.0

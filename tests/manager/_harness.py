@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "gaps",
     "manager",
     "our_tasks",
+    "server_frame",
     "wait_until",
 ]
 
@@ -85,6 +87,19 @@ class Recorder:
             await self._changed.wait()
 
 
+def server_frame(text: str) -> bytes:
+    """An unmasked text frame, as a server sends it (for ``server.send_raw``)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x81, length])
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
 def as_kind(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` itself (``"sync"``), or an async function that yields, then calls it."""
     if kind == "sync":
@@ -134,25 +149,28 @@ class Feed:
         self.server = server
         self.interval = interval
         self.next = 0
+        self.last_written = -1  # the last seq that was written to at least one client
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
 
     @property
     def last(self) -> int:
-        """The last seq broadcast."""
-        return self.next - 1
+        """The last seq that reached a client. (One broadcast while the client was away
+        reaches nobody: a test that waited for it would wait forever.)"""
+        return self.last_written
 
     async def run(self) -> None:
         try:
             while not self._stop.is_set():
-                await self.server.broadcast(json.dumps({"seq": self.next}))
+                if await self.server.broadcast(json.dumps({"seq": self.next})):
+                    self.last_written = self.next
                 self.next += 1
                 await anyio.sleep(self.interval)
         finally:
             self._stopped.set()
 
     async def stop(self) -> int:
-        """Stop broadcasting; return the last seq sent."""
+        """Stop broadcasting; return the last seq that was written to a client."""
         self._stop.set()
         await self._stopped.wait()
         return self.last

@@ -21,6 +21,7 @@ from managed_websocket import (
     WebSocketHandshakeError,
     open_managed_websocket,
 )
+from managed_websocket._manager._inbox import Puller
 from managed_websocket.testing import open_test_server
 
 from ._harness import FAST, WAIT, Recorder, manager, our_tasks, wait_until
@@ -355,6 +356,19 @@ async def test_consumers_never_swallow_cancellation(how: str) -> None:
             assert await ws.receive() == "second"
 
 
+class _CountingPuller:
+    def __init__(self, puller: Puller) -> None:
+        self._puller = puller
+        self.pulls = 0
+
+    async def pull(self) -> bool:
+        self.pulls += 1
+        return await self._puller.pull()
+
+    def stop_pull(self) -> None:
+        self._puller.stop_pull()
+
+
 async def test_a_waiting_consumer_does_not_poll() -> None:
     """B11: the old stream() polled its queue every second (and noticed close up to 1 s late).
 
@@ -364,17 +378,10 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
         inbox = ws._inbox
         counted = _CountingReceive(inbox._receive)
         inbox._receive_end = counted  # type: ignore[assignment]
-        pull = inbox.pull
-        assert pull is not None  # the live session offers it
-        pulls = 0
-
-        async def counted_pull() -> bool:
-            nonlocal pulls
-            pulls += 1
-            assert pull is not None
-            return await pull()
-
-        inbox.pull = counted_pull
+        session = inbox.puller
+        assert session is not None  # the live session offers to read for consumers
+        counting = _CountingPuller(session)
+        inbox.puller = counting
         arrivals: list[tuple[float, Any]] = []
 
         async def consume() -> None:
@@ -385,12 +392,15 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
                 await anyio.sleep(1.1)  # idle: longer than the old 1 s poll
-                assert (pulls, counted.calls) == (1, 0)  # one read of the socket, still pending
+                assert (counting.pulls, counted.calls) == (
+                    1,
+                    0,
+                )  # one read of the socket, still pending
                 sent = anyio.current_time()
                 await server.broadcast("wake")
                 await wait_until(lambda: bool(arrivals))
                 await anyio.sleep(0.05)
-                assert (pulls, counted.calls) == (2, 0)  # the message, then the next wait
+                assert (counting.pulls, counted.calls) == (2, 0)  # the message, then the next wait
                 closing = anyio.current_time()
                 await ws.close()
             ended = anyio.current_time()
@@ -399,7 +409,7 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
         assert ended - closing < 0.2
         # close() interrupted the read; the session is over, so the consumer tried once more and
         # then took the end of the stream from the inbox: no polling.
-        assert pulls <= 3
+        assert counting.pulls <= 3
         assert counted.calls <= 1
 
 

@@ -18,21 +18,13 @@ import anyio.abc
 import pytest
 
 from managed_websocket import DisconnectReason, ManagedWebSocket
-from managed_websocket._frames import OP_TEXT
 from managed_websocket._manager._session import PULL_GRACE
 from managed_websocket.testing import WebSocketTestServer, open_test_server
 from reliability._support import library_tasks
 
-from ._harness import WAIT, manager, wait_until
+from ._harness import WAIT, manager, server_frame, wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-def _server_frame(text: str) -> bytes:
-    """An unmasked text frame, as a server sends it."""
-    payload = text.encode()
-    assert len(payload) < 126
-    return bytes([0x80 | OP_TEXT, len(payload)]) + payload
 
 
 async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop() -> None:
@@ -95,7 +87,7 @@ async def test_a_burst_larger_than_queue_size_reaches_a_waiting_consumer_whole()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
                 await anyio.sleep(PULL_GRACE * 4)  # the consumer is waiting in a pull
-                burst = b"".join(_server_frame(f"b{n}") for n in range(20))
+                burst = b"".join(server_frame(f"b{n}") for n in range(20))
                 assert await server.send_raw(burst) == 1  # one write: one socket read
         assert got == [f"b{n}" for n in range(20)]
         assert ws.stats.messages_dropped == 0

@@ -14,8 +14,10 @@ empty. ``queue_size`` and the overflow policies still count *messages*:
 - ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
   point in the sequence where messages went missing.
 
-A consumer that finds the inbox empty calls ``pull`` (set by the live session): it reads the socket
-in the consumer's task and puts what it read in here like the receive loop would, then takes it.
+A consumer that finds the inbox empty asks the live session (the :class:`Puller`) to ``pull``: it
+reads the socket in the consumer's task and puts what it read in here like the receive loop would,
+then takes it. Whatever else is queued meanwhile (by the receive loop, a rotation's switch, or
+``close``) calls ``stop_pull``, so a consumer never waits on the socket while messages wait here.
 
 An inbox lives from start (or ``connect()`` after ``close()``) to the next close: closing it lets
 consumers drain what is queued, then ends their iteration (or raises the manager's fatal error).
@@ -25,8 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
@@ -35,13 +36,24 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._exceptions import WebSocketQueueFullError
 from .._settings import Overflow
 
-__all__ = ["CANCEL_CHECK_EVERY", "Inbox", "InboxClosed"]
+__all__ = ["CANCEL_CHECK_EVERY", "Inbox", "InboxClosed", "Puller"]
 
 CANCEL_CHECK_EVERY = 32
 
 
 class InboxClosed(Exception):
     """The inbox was closed without an error and every message was taken."""
+
+
+class Puller(Protocol):
+    """What reads the socket for a consumer that found the inbox empty (the live session)."""
+
+    async def pull(self) -> bool:
+        """Read once and queue what came; False if that is not possible now (then wait for
+        what others queue)."""
+
+    def stop_pull(self) -> None:
+        """Something was queued: a consumer waiting on the socket in :meth:`pull` returns."""
 
 
 class _Overflowed:
@@ -62,6 +74,7 @@ class Inbox:
         "_local_batches",
         "_overflow",
         "_position",
+        "_pulling",
         "_queued",
         "_receive_end",
         "_send_end",
@@ -69,7 +82,7 @@ class Inbox:
         "_space",
         "_unchecked",
         "dropped",
-        "pull",
+        "puller",
     )
 
     def __init__(self, queue_size: int, overflow: Overflow) -> None:
@@ -92,7 +105,8 @@ class Inbox:
         self._gap: _Overflowed | None = None  # the last overflow marker, while nothing follows it
         self.dropped = 0
         # Set by the live session: reads the socket in the consumer's task (Session.pull).
-        self.pull: Callable[[], Awaitable[bool]] | None = None
+        self.puller: Puller | None = None
+        self._pulling = 0  # consumers inside puller.pull()
 
     def __del__(self) -> None:
         # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
@@ -157,9 +171,7 @@ class Inbox:
     def put_nowait(self, batch: list[Any]) -> int:
         """Like :meth:`put_batch`, but ``block`` queues the whole batch at once: for while a
         consumer reads the socket itself (``pull``), as it must not wait for room only it can
-        make."""
-        if self._closed:
-            return 0
+        make. A closed inbox still takes what was read before it closed: consumers drain it."""
         room = self._limit - self._queued
         if len(batch) <= room or self._overflow == "block":
             self._push(batch)
@@ -186,7 +198,7 @@ class Inbox:
             gap.error = WebSocketQueueFullError(int(self._limit), gap.error.dropped_count + dropped)
             return
         self._gap = _Overflowed(WebSocketQueueFullError(int(self._limit), dropped))
-        self._send.send_nowait(self._gap)
+        self._enqueue(self._gap)
 
     def _drop_oldest(self, count: int) -> None:
         self._queued -= count
@@ -213,23 +225,37 @@ class Inbox:
 
     def _push(self, batch: list[Any]) -> None:
         self._gap = None
-        self._send.send_nowait(batch)
         self._queued += len(batch)
+        self._enqueue(batch)
+
+    def _enqueue(self, item: list[Any] | _Overflowed) -> None:
+        if self._closed:
+            self._local.append(item)  # close() moved the stream's contents there too
+        else:
+            self._send.send_nowait(item)
+        if self._pulling and self.puller is not None:
+            self.puller.stop_pull()  # a consumer waiting on the socket: this is for it
 
     async def _put_blocking(self, batch: list[Any]) -> None:
         start = 0
-        while start < len(batch) and not self._closed:
-            room = int(self._limit - self._queued)
-            if room <= 0:
-                self._blocked = True
-                self._space = anyio.Event()
-                try:
-                    await self._space.wait()
-                finally:
-                    self._blocked = False
-                continue
-            self._push(batch[start : start + room])
-            start += room
+        try:
+            while start < len(batch) and not self._closed:
+                room = int(self._limit - self._queued)
+                if room <= 0:
+                    self._blocked = True
+                    self._space = anyio.Event()
+                    try:
+                        await self._space.wait()
+                    finally:
+                        self._blocked = False
+                    continue
+                self._push(batch[start : start + room])
+                start += room
+        finally:
+            # Closed, or the receive loop was cancelled (its session ended) while it waited:
+            # these messages were read, so they are queued over the limit rather than lost.
+            if start < len(batch):
+                self._push(batch[start:])
 
     def close(self, error: BaseException | None = None) -> None:
         """No more messages: consumers drain the queue, then end (or raise ``error``).
@@ -246,6 +272,8 @@ class Inbox:
         self._receive.close()
         if self._space is not None:
             self._space.set()
+        if self._pulling and self.puller is not None:
+            self.puller.stop_pull()
 
     # Consumer side. ``_current[_position:]`` are the next messages; ``_local`` holds the batches
     # (lists) and overflow markers that follow, in order, then the stream. Nothing between reading
@@ -316,8 +344,7 @@ class Inbox:
                 try:  # receive() yields to the event loop first, even when a batch is there
                     self._local.append(self._receive.receive_nowait())
                 except anyio.WouldBlock:
-                    pull = self.pull
-                    if pull is not None and await pull():
+                    if await self._pull():
                         continue
                     self._local.append(await self._receive.receive())
             except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -326,6 +353,16 @@ class Inbox:
                 if self._end_error is not None:
                     raise self._end_error from None
                 raise InboxClosed from None
+
+    async def _pull(self) -> bool:
+        puller = self.puller
+        if puller is None:
+            return False
+        self._pulling += 1
+        try:
+            return await puller.pull()
+        finally:
+            self._pulling -= 1
 
     def _buffered(self) -> int:
         if self._receive_end is None:

@@ -206,7 +206,7 @@ class Session:
         self, on_open: Callable[[WebSocketConnection], Awaitable[None]]
     ) -> DisconnectEvent:
         """Serve until something ends the session; return why. Every socket is closed after."""
-        self._inbox.pull = self.pull
+        self._inbox.puller = self
         try:
             async with anyio.create_task_group() as tg:
                 self._group = tg
@@ -231,14 +231,16 @@ class Session:
                     # on_connect runs, only a consumer that waits for a message reads.)
                     await self._receive_loop(self.primary)
         finally:
-            if self._inbox.pull == self.pull:
-                self._inbox.pull = None
+            if self._inbox.puller is self:
+                self._inbox.puller = None
             if self.ending is None and self._shared.closes_gracefully_when_cancelled():
                 # Cancelled from outside an ``async with`` block: its __aexit__ shuts down
                 # gracefully, but may get there after this; say so now, not by chance.
                 self.end(DisconnectEvent(DisconnectReason.USER_REQUESTED, 1000, at=time.time()))
             with anyio.CancelScope(shield=True):
-                for candidate in self._candidates:
+                candidates, self._candidates = self._candidates, []
+                for candidate in candidates:
+                    self._supersede(len(candidate.staged or ()))
                     await candidate.conn.abort()
                 await self._close_primary()
         if self.ending is None:
@@ -292,6 +294,8 @@ class Session:
         """Give up a candidate: its socket is aborted; the primary stays."""
         if link in self._candidates:
             self._candidates.remove(link)
+            self._supersede(len(link.staged or ()))
+            link.staged = None
         self.abandon_rotation()
         link.cancel()
         with anyio.CancelScope(shield=True):
@@ -310,7 +314,9 @@ class Session:
             dedup = self._dedup
             if dedup is not None:
                 dedup.switched()
-            duplicates = await self._deliver_live(staged)
+            duplicates, dropped = await self._deliver_live(staged)
+        if dropped:
+            await self._shared.on_dropped(dropped)
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
             await old.conn.aclose(1000)
         with anyio.CancelScope(shield=True):
@@ -354,13 +360,11 @@ class Session:
                     # [] when a consumer's pull() took over, or at the deadline
                     batch = await conn.read_batch(deadline)
                 if batch:
-                    await self._deliver(link, batch)
+                    dropped = await self._deliver(link, batch)
+                    if dropped:
+                        await self._shared.on_dropped(dropped)
                     if keepalive is not None:
                         keepalive.delivered()
-                    if self._pulling and link is self.primary:
-                        # A consumer queued for the socket behind us: what we delivered is
-                        # for it, so it must not go on to wait for the socket.
-                        conn.interrupt_read()
                 elif keepalive is not None and not await keepalive.step():
                     event = DisconnectEvent(DisconnectReason.PING_TIMEOUT, at=time.time())
                     self._link_failed(link, event)
@@ -394,10 +398,17 @@ class Session:
         through the event loop per socket read, which dominates echo latency and bulk transfers).
         The receive loop gives way meanwhile and reads again once the consumer leaves.
 
-        Returns False when it cannot (the session is ending, another consumer is reading, or
-        ``on_message`` must run in the receive loop): then wait for the receive loop instead.
-        True means: look at the inbox again."""
-        if self._pulling or self.ending is not None or self._settings.on_message is not None:
+        Returns False when it cannot: the session is ending, another consumer is reading,
+        ``on_message`` must run in the receive loop, or a delivery is under way (it may be
+        waiting for room that only consumers make, and what this one would read must queue
+        after it). Then wait for what the receive loop queues instead. True means: look at the
+        inbox again; it returns as soon as anything else is queued (:meth:`stop_pull`)."""
+        if (
+            self._pulling
+            or self.ending is not None
+            or self._settings.on_message is not None
+            or self._delivery_lock.locked()
+        ):
             return False
         link = self.primary
         conn = link.conn
@@ -406,14 +417,17 @@ class Session:
         try:
             conn.interrupt_read()  # the receive loop's wait for the socket, if it is in one
             batch = await conn.read_batch()
-            if batch and (self._delivery_lock.locked() or self._settings.overflow != "block"):
-                # Delivery may wait (for a rotation's switch, or for an on_alert callback about
-                # dropped messages): shielded, as these messages were read and a cancelled
-                # consumer must not lose them. Otherwise nothing in it awaits.
+            dropped = 0
+            if batch and self._delivery_lock.locked():
+                # A rotation's switch began meanwhile: wait for it, shielded, as these messages
+                # were read and a cancelled consumer must not lose them. It does not wait for
+                # room (a consumer is pulling), so the wait is short.
                 with anyio.CancelScope(shield=True):
-                    await self._deliver(link, batch)
+                    dropped = await self._deliver(link, batch)
             elif batch:
-                await self._deliver(link, batch)
+                dropped = await self._deliver(link, batch)  # awaits nothing before it is queued
+            if dropped:
+                await self._shared.on_dropped(dropped)
         except WebSocketError as exc:
             self._link_failed(link, event_for_error(exc))
         finally:
@@ -423,7 +437,15 @@ class Session:
                 self._reader_wake = None
         return True
 
-    async def _deliver(self, link: Link, batch: list[Any]) -> None:
+    def stop_pull(self) -> None:
+        """Something was queued for consumers: one waiting on the socket in :meth:`pull` returns
+        to take it. (After a switch the old primary was interrupted by :meth:`switch_to`.)"""
+        if self._pulling:
+            self.primary.conn.interrupt_read()
+
+    async def _deliver(self, link: Link, batch: list[Any]) -> int:
+        """Queue ``batch`` (or stage it, for a candidate); return how many messages the overflow
+        policy dropped, for the caller to report (after the messages are queued)."""
         stats = self._shared.stats
         stats.record_received(len(batch), sum(map(len, batch)))
         decode = self._settings.decode
@@ -437,21 +459,28 @@ class Session:
             if not link.hot and self._is_warm(batch):
                 link.hot = True
             self._check_ready(link)
-            return
+            return 0
         if self._pulling and not self._delivery_lock.locked():
             # While a consumer pulls there is no on_message and the inbox takes the batch
             # without waiting for room: nothing awaits until it is queued, so no other delivery
             # can come between, and the lock (which costs more than the rest of a bulk read's
             # delivery) is not needed.
-            if not link.retired:
-                await self._deliver_live(batch)
-            return
+            return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
         async with self._delivery_lock:
-            if not link.retired:
-                await self._deliver_live(batch)
+            return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
 
-    async def _deliver_live(self, batch: list[Any]) -> int:
-        """Hand a batch to the consumer; return how many duplicates a rotation dropped."""
+    async def _deliver_now(self, batch: list[Any]) -> int:
+        return (await self._deliver_live(batch))[1]
+
+    def _supersede(self, count: int) -> int:
+        """A rotation replaced the connection these messages came on (the other one carries the
+        same feed): they are counted, not delivered. Returns 0, as none was dropped."""
+        self._shared.stats.messages_superseded += count
+        return 0
+
+    async def _deliver_live(self, batch: list[Any]) -> tuple[int, int]:
+        """Hand a batch to the consumer; return how many duplicates a rotation dropped and how
+        many messages the overflow policy dropped."""
         duplicates = 0
         dedup = self._dedup
         if dedup is not None:
@@ -462,8 +491,7 @@ class Session:
                 self._check_ready(candidate)
         on_message = self._settings.on_message
         if on_message is not None:
-            for message in batch:
-                await self._shared.callbacks.call("on_message", on_message, message)
+            await self._call_on_message(on_message, batch)
         if self._settings.sequence_of is not None:
             self._detect_gaps(self._settings.sequence_of, batch)
         # While a consumer reads the socket itself, "block" must not wait for room: that
@@ -472,9 +500,17 @@ class Session:
             dropped = self._inbox.put_nowait(batch)
         else:
             dropped = await self._inbox.put_batch(batch)
-        if dropped:
-            await self._shared.on_dropped(dropped)
-        return duplicates
+        return duplicates, dropped
+
+    async def _call_on_message(self, on_message: Callable[[Any], Any], batch: list[Any]) -> None:
+        try:
+            for message in batch:
+                await self._shared.callbacks.call("on_message", on_message, message)
+        except BaseException:
+            # The session ended while a callback ran: the batch was read, so it is queued
+            # rather than lost (over the limit if need be; counted if the policy drops).
+            self._shared.stats.messages_dropped += self._inbox.put_nowait(batch)
+            raise
 
     def _check_ready(self, link: Link) -> None:
         """A candidate is ready to take over once it is warm and, with ``dedup_key``, the primary
