@@ -74,7 +74,10 @@ class Disconnected(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconnectScheduled(LifecycleEvent):
-    """The manager waits ``delay`` seconds (the backoff) before reconnect attempt ``attempt``."""
+    """The manager waits ``delay`` seconds before its next dial: the backoff before reconnect
+    attempt ``attempt`` (> 0), or a planned pause (``attempt`` 0): ``reconnect_after``,
+    ``schedule_reconnect()`` or a delay from ``should_reconnect``. The 1013 floor and a
+    ``Retry-After`` are part of the backoff's delay."""
 
     delay: float
     attempt: int

@@ -137,6 +137,46 @@ async def test_connect_drop_reconnect_publishes_typed_events_in_order() -> None:
     assert listener.dropped == 0
 
 
+@pytest.mark.parametrize("plan", ["reconnect_after", "schedule_reconnect", "should_reconnect"])
+async def test_a_planned_pause_before_a_dial_is_announced(plan: str) -> None:
+    """Every wait before a dial publishes ReconnectScheduled, so a listener can tell a planned
+    pause from an immediate redial (it once went Disconnected, then Connecting 0.3 s later)."""
+    events: list[tuple[float, LifecycleEvent]] = []
+    options: dict[str, Any] = {}
+    if plan == "should_reconnect":
+        options = {"should_reconnect": lambda: 0.3, "reconnect_check_interval": 0.05}
+    async with open_test_server(echo=False) as server:
+        ws = manager(server, **options)
+        async with ws, ws.events() as listener, anyio.create_task_group() as tg:
+
+            async def collect_timed() -> None:
+                async for event in listener:
+                    events.append((anyio.current_time(), event))  # noqa: PERF401 - read while it runs
+
+            tg.start_soon(collect_timed)
+            with anyio.fail_after(LONG):
+                if plan == "reconnect_after":
+                    await ws.request_disconnect(reconnect_after=0.3)
+                else:
+                    await ws.request_disconnect()
+                if plan == "schedule_reconnect":
+                    await ws.schedule_reconnect(0.3)
+                await server.wait_for_handshakes(2)
+                assert await ws.wait_connected()
+                await wait_until(lambda: isinstance(events[-1][1], Connected))
+            tg.cancel_scope.cancel()
+    kinds = [type(event) for _, event in events]
+    assert kinds == [Disconnected, ReconnectScheduled, Connecting, Connected]
+    (_, _), (announced_at, scheduled), (dialled_at, connecting), _ = events
+    assert isinstance(scheduled, ReconnectScheduled)
+    assert isinstance(connecting, Connecting)
+    assert scheduled.attempt == connecting.attempt == 0  # a planned dial, not a backoff retry
+    # should_reconnect is asked every 0.05 s: its 0.3 s are counted from when it answered.
+    assert 0.3 - 0.05 - EPS <= scheduled.delay <= 0.3
+    assert connecting.delay == scheduled.delay
+    assert dialled_at - announced_at >= scheduled.delay - EPS
+
+
 async def test_several_listeners_get_the_same_events() -> None:
     logs: list[list[LifecycleEvent]] = [[], [], []]
     async with open_test_server(echo=False) as server:
@@ -252,6 +292,10 @@ async def test_each_drop_is_one_outage_naming_exactly_the_seqs_the_consumer_miss
                 before = anyio.current_time()
                 await drop_and_wait_for_reconnect(server, ws)
                 windows.append((before, anyio.current_time()))
+            # A message after the last outage, so that its gap ends: the feed may not have
+            # written anything on the new connection yet (it once stopped right at the
+            # reconnect, after a last broadcast that reached no client).
+            await consumer.wait_for_more(1)
             last = await feed.stop()
             await consumer.wait_for(last)
             outages = ws.outages
@@ -307,6 +351,10 @@ async def test_rotations_are_covered_records_and_drops_are_not() -> None:
                 else:
                     await drop_and_wait_for_reconnect(server, ws)
                 windows.append((before, anyio.current_time()))
+            # A message after the last outage, so that its gap ends: the feed may not have
+            # written anything on the new connection yet (it once stopped right at the
+            # reconnect, after a last broadcast that reached no client).
+            await consumer.wait_for_more(1)
             last = await feed.stop()
             await consumer.wait_for(last)
             outages = ws.outages

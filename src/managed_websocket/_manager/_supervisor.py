@@ -176,10 +176,10 @@ class Supervisor:
                 self._run_scope.cancel()  # the alert flusher goes with the supervisor
 
     async def _supervise_loop(self) -> None:
-        attempt, floor = 0, 0.0
+        attempt, floor, waited = 0, 0.0, 0.0
         while True:
             # The attempt that connected: a short-lived connection after it counts on from there.
-            conn, attempt = await self._dial(attempt, floor)
+            conn, attempt = await self._dial(attempt, floor, waited)
             if conn is None:  # close()/kill() while dialling
                 plan_wait, poll = True, False
             else:
@@ -202,13 +202,17 @@ class Supervisor:
                 plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
                 self._state.set(_S.RECONNECTING if plan.reconnect else _S.DISCONNECTED)
                 await self._after_disconnect(event)
+            waited = 0.0
             if plan_wait:
-                await self._wait_for_permission(poll)
+                waited = await self._wait_for_permission(poll)
                 attempt, floor = 0, 0.0
 
-    async def _dial(self, attempt: int, floor: float) -> tuple[WebSocketConnection | None, int]:
+    async def _dial(
+        self, attempt: int, floor: float, waited: float = 0.0
+    ) -> tuple[WebSocketConnection | None, int]:
         """Dial until a connection opens, through the backoff policy; return it (None if
-        interrupted) and the attempt it was."""
+        interrupted) and the attempt it was. ``waited``: the planned pause before a first
+        attempt (``reconnect_after``, ``schedule_reconnect``, ``should_reconnect``)."""
         last_error = self._last_disconnect.error if self._last_disconnect else None
         self._stay_down = False
         with anyio.CancelScope() as scope:
@@ -226,7 +230,7 @@ class Supervisor:
                     await anyio.sleep(delay)
                     self._stats.reconnect_attempts += 1
                 else:
-                    delay = 0.0
+                    delay = waited
                     if self._state.state is not _S.RECONNECTING:
                         self._state.set(_S.CONNECTING)
                 self._events.publish(Connecting(attempt=attempt, delay=delay))
@@ -440,13 +444,22 @@ class Supervisor:
             },
         )
 
-    async def _wait_for_permission(self, poll: bool) -> None:
-        """Wait in DISCONNECTED (or RECONNECTING while a dial is scheduled) until allowed to dial."""
+    async def _wait_for_permission(self, poll: bool) -> float:
+        """Wait in DISCONNECTED (or RECONNECTING while a dial is scheduled) until allowed to dial;
+        return how long the last scheduled pause was. Each scheduled dial is announced with a
+        ReconnectScheduled event, so a listener can tell a planned pause from a redial."""
+        announced: float | None = None
+        scheduled = 0.0
         while True:
             now = anyio.current_time()
             if self._dial_at is not None and self._dial_at <= now:
+                on_schedule = self._dial_at == announced  # not connect(), which dials now
                 self._dial_at = None
-                return
+                return scheduled if on_schedule else 0.0
+            if self._dial_at is not None and self._dial_at != announced:
+                announced, scheduled = self._dial_at, self._dial_at - now
+                logger.info("= reconnecting to %s in %.2f s", self._url, scheduled)
+                self._events.publish(ReconnectScheduled(delay=scheduled, attempt=0))
             wait = float("inf") if self._dial_at is None else self._dial_at - now
             self._state.set(_S.DISCONNECTED if self._dial_at is None else _S.RECONNECTING)
             polling = poll and not self._stay_down
