@@ -79,3 +79,30 @@ async def test_ctrl_c_shuts_down_cleanly_with_a_summary(backend: str) -> None:
     assert "connects 1, disconnects 1" in stderr
     assert "Traceback" not in stderr
     assert server.clients[0].close_code == 1000  # a graceful close, not a dropped socket
+
+
+# As if installed without the [trio] extra: importing trio fails.
+WITHOUT_TRIO = [
+    sys.executable,
+    "-c",
+    (
+        "import sys; sys.modules['trio'] = None; from managed_websocket.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    ),
+]
+
+
+@pytest.mark.parametrize("args", [["demo"], ["ws://127.0.0.1:1/"]], ids=["demo", "watch"])
+def test_backend_trio_without_trio_names_the_extra_and_exits_with_2(args: list[str]) -> None:
+    done = subprocess.run(
+        [*WITHOUT_TRIO, *args, "--backend", "trio"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "managed-websocket: --backend trio needs trio: pip install 'managed-websocket[trio]'"
+    ]
+    assert "Traceback" not in done.stderr

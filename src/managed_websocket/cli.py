@@ -11,6 +11,7 @@ Exit codes: 0 done, 1 fatal connection error, 2 bad arguments or URL, 130 interr
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -120,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(func: Any, *args: Any, backend: str | None = None) -> int:
     backend = backend if backend is not None else args[-1]
+    if backend == "trio" and not _trio_installed():
+        print(
+            "managed-websocket: --backend trio needs trio: pip install 'managed-websocket[trio]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     _log_lifecycle(sys.stderr)
     try:
         result: int = anyio.run(_until_interrupted, func, *args, backend=backend)
@@ -127,6 +134,14 @@ def _run(func: Any, *args: Any, backend: str | None = None) -> int:
         print(f"managed-websocket: {exc}", file=sys.stderr)
         return EXIT_FATAL
     return result
+
+
+def _trio_installed() -> bool:
+    try:
+        importlib.import_module("trio")
+    except ImportError:
+        return False
+    return True
 
 
 async def _until_interrupted(func: Any, *args: Any) -> int:
