@@ -132,7 +132,9 @@ class WebSocketStats:
     rotations: int = 0  # make-before-break switches completed
     rotations_failed: int = 0
     overlap_messages: int = 0  # messages a new connection staged during rotations
-    duplicates_dropped: int = 0  # of those, already delivered by the old connection
+    # Dropped by dedup_key as already delivered by the old connection: staged ones at the switch,
+    # and the new connection's first messages after it while the streams still overlap.
+    duplicates_dropped: int = 0
     # Received on a connection a rotation gave up (read by the old one after the switch, or
     # staged by a candidate that failed): the other connection carries the same feed.
     messages_superseded: int = 0

@@ -34,6 +34,9 @@ class FastLock:
         return self._held
 
     async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def acquire(self) -> None:
         await checkpoint_if_cancelled()
         if not self._held:
             self._held = True
@@ -55,6 +58,9 @@ class FastLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._release()
+
+    def release(self) -> None:
         self._release()
 
     def _release(self) -> None:

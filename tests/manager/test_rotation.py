@@ -151,11 +151,13 @@ async def test_hundred_rotations_under_load_lose_and_repeat_nothing_with_a_dedup
         assert stats.gaps_detected == 0
         # Every switch needs the new connection's first message, which the old one delivered too.
         assert stats.overlap_messages >= 100
-        assert 0 < stats.duplicates_dropped <= stats.overlap_messages
+        assert stats.duplicates_dropped > 0
         completed = log.of(RotationCompleted)
         assert len(completed) == 100
         assert sum(e.overlap_messages for e in completed) == stats.overlap_messages
-        assert sum(e.duplicates_dropped for e in completed) == stats.duplicates_dropped
+        # The events count what each switch dropped from its staged messages; the filter may go
+        # on for the new connection's first messages after it, which only the stats count.
+        assert 0 < sum(e.duplicates_dropped for e in completed) <= stats.duplicates_dropped
         # Every old connection was closed by us with 1000; only the newest one is left.
         assert len(server.clients) == 101
         await wait_until(lambda: len(server.live_clients) == 1)

@@ -14,9 +14,10 @@ docs/concepts.md ("Delivery guarantees") is checked:
   bytes, every seq of the burst arrives;
 - order is kept and nothing is repeated (a rotation without ``dedup_key`` may repeat at most its
   overlap, as documented);
-- every timed wait (``receive(timeout)``, iteration under ``move_on_after``) returns within its
-  timeout plus slack, and closing takes at most ``close_timeout`` plus slack, whatever the reader
-  is doing.
+- every timed wait (``receive(timeout)``, iteration under ``move_on_after``,
+  ``wait_connected(timeout)``) returns within its timeout plus slack, and ``close()``, ``kill()``,
+  ``shutdown()`` and leaving ``async with`` take at most ``close_timeout`` plus slack, whatever
+  the reader is doing (a full queue nobody reads included).
 
 CI runs the fixed seeds below on both backends (about a minute each). ``STRESS=N`` adds N cases
 with fresh random seeds, printed on failure, for a longer hunt; ``STRESS_SEED=S`` replays one.
@@ -38,6 +39,7 @@ import pytest
 from managed_websocket import (
     ManagedWebSocket,
     WebSocketQueueFullError,
+    WebSocketStats,
     WebSocketTimeoutError,
 )
 from managed_websocket.testing import ClientRecord, WebSocketTestServer, open_test_server
@@ -50,6 +52,7 @@ QUEUE_SIZES = (1, 2, 5, 10, 1000)  # 1000 is the default
 OVERFLOWS = ("block", "drop_oldest", "drop_newest", "error")
 CONSUMERS = ("receive", "iterate", "batches", "on_message")
 FAULTS = (None, "close", "drop", "reset", "half_open", "rotate", "rotate_dedup")
+ENDINGS = ("exit", "close", "kill", "shutdown")  # how the case ends, before leaving async with
 MAX_BURST = 3000
 
 WAIT_TIMEOUT = 0.25  # each timed wait of the consumer
@@ -75,6 +78,7 @@ class Case:
     fault: str | None
     fault_after: int  # the fault strikes after this many writes of the burst
     leave_early: bool  # the consumer stops reading before the close (a full queue at close)
+    ending: str
 
 
 def draw(seed: int) -> Case:
@@ -95,12 +99,13 @@ def draw(seed: int) -> Case:
         cuts=cuts,
         consumer=rng.choice(CONSUMERS),
         start_delay=rng.choice((0.0, 0.0, 0.05, 0.3)),
-        pause_every=rng.choice((0, 0, 1, 7, 100)),
+        pause_every=max(rng.choice((0, 0, 1, 7, 100)), burst // 50),  # about 50 pauses at most
         pause=rng.choice((0.0, 0.001, 0.01)),
         keepalive=keepalive,
         fault=fault,
         fault_after=rng.randint(0, len(cuts) + 1),  # the last: after the whole burst
         leave_early=rng.random() < 0.2,
+        ending=rng.choice(ENDINGS),
     )
 
 
@@ -146,14 +151,17 @@ class Run:
         return ManagedWebSocket(server.url + "/ws", **options)
 
     async def on_message(self, message: Any) -> None:
-        await self.took(self.seqs, seq_of(message))
+        await self.took(self.seqs, [seq_of(message)])
 
-    async def took(self, into: list[int], seq: int) -> None:
-        into.append(seq)
-        if seq >= self.case.burst:
+    async def took(self, into: list[int], seqs: list[int]) -> None:
+        """Record what the consumer was handed, all of it at once (a cancelled pause must not
+        lose the rest of a batch), then pause if it crossed a multiple of ``pause_every``."""
+        before = len(into)
+        into.extend(seqs)
+        if seqs and seqs[-1] >= self.case.burst:
             self.saw_end.set()
         every = self.case.pause_every
-        if every and len(into) % every == 0:
+        if every and len(into) // every > before // every:
             await anyio.sleep(self.case.pause)
 
     async def consume(self, ws: ManagedWebSocket) -> None:
@@ -167,9 +175,15 @@ class Run:
                 iterator = ws.batches() if style in ("batches", "on_message") else ws.stream()
                 await self.iterate(iterator, into)
 
+    async def watch_state(self, ws: ManagedWebSocket) -> None:
+        """``wait_connected(timeout)`` keeps its bound through every fault."""
+        while not self.saw_end.is_set():
+            await self.timed(ws.wait_connected(WAIT_TIMEOUT))
+            await anyio.sleep(0.01)
+
     async def receive_one(self, ws: ManagedWebSocket, into: list[int]) -> None:
         try:
-            await self.took(into, seq_of(await ws.receive(timeout=WAIT_TIMEOUT)))
+            await self.took(into, [seq_of(await ws.receive(timeout=WAIT_TIMEOUT))])
         except WebSocketTimeoutError:
             pass
         except WebSocketQueueFullError:
@@ -188,8 +202,9 @@ class Run:
                     return
                 finally:
                     self.check_bound(started, WAIT_TIMEOUT)
-                for message in item if isinstance(item, list) else [item]:
-                    await self.took(into, seq_of(message))
+                await self.took(
+                    into, [seq_of(m) for m in (item if isinstance(item, list) else [item])]
+                )
 
     async def timed(self, step: Any) -> None:
         started = anyio.current_time()
@@ -222,6 +237,7 @@ class Run:
                 marker += 1
                 with anyio.move_on_after(0.05):
                     await self.saw_end.wait()
+                await anyio.sleep(0.01)  # seen: more only while a rotation still needs them
 
     async def strike(
         self,
@@ -263,6 +279,7 @@ async def run_case(case: Case) -> None:
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(run.consume, ws)
+                    tg.start_soon(run.watch_state, ws)
                     await server.wait_for_handshakes(1)
                     await run.feed(server, ws)
                     await run.saw_end.wait()
@@ -271,6 +288,8 @@ async def run_case(case: Case) -> None:
                     tg.cancel_scope.cancel()
             finally:
                 started = anyio.current_time()
+                if case.ending != "exit":
+                    await getattr(ws, case.ending)()
                 await ws.__aexit__(None, None, None)
                 close_took = anyio.current_time() - started
             # Everything still queued is handed out after the close, then the queue ends.
@@ -296,21 +315,13 @@ def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None
     seqs = run.seqs
     accounted = stats.messages_dropped + stats.duplicates_dropped + stats.messages_superseded
     if case.consumer == "on_message":
-        # on_message sees every message; the queue beside it hands out or drops each of them.
-        assert stats.messages_received == len(seqs) + stats.duplicates_dropped + (
-            stats.messages_superseded
-        )
-        assert len(run.drained) + stats.messages_dropped == len(seqs)
-        drained = set(run.drained)
-        assert run.drained == [seq for seq in seqs if seq in drained]
+        # Every message is queued after on_message saw it (or, when the session ended while
+        # on_message ran, queued without it): the queue hands out or drops each of them.
+        assert stats.messages_received == len(run.drained) + accounted, "conservation"
+        check_order(case, stats, run.drained)
     else:
         assert stats.messages_received == len(seqs) + accounted, "conservation"
-    if case.fault == "rotate":
-        # Without dedup_key the staged overlap may repeat what the old connection delivered.
-        assert len(seqs) - len(set(seqs)) <= stats.overlap_messages
-        assert list(dict.fromkeys(seqs)) == sorted(set(seqs)), "order"
-    else:
-        assert seqs == sorted(set(seqs)), "order, no duplicates"
+    check_order(case, stats, seqs)
     if case.overflow == "block":
         assert stats.messages_dropped == 0
         assert run.overflow_errors == 0
@@ -320,6 +331,15 @@ def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None
         assert (run.overflow_errors > 0) <= (case.overflow == "error")
     assert run.overruns == [], "timed waits overran their timeout"
     assert close_took <= CLOSE_TIMEOUT + SLACK + 0.5, "close took too long"
+
+
+def check_order(case: Case, stats: WebSocketStats, seqs: list[int]) -> None:
+    if case.fault == "rotate":
+        # Without dedup_key the staged overlap may repeat what the old connection delivered.
+        assert len(seqs) - len(set(seqs)) <= stats.overlap_messages
+        assert list(dict.fromkeys(seqs)) == sorted(set(seqs)), "order"
+    else:
+        assert seqs == sorted(set(seqs)), "order, no duplicates"
 
 
 def stress_seeds() -> list[int]:

@@ -466,11 +466,29 @@ class Session:
             # can come between, and the lock (which costs more than the rest of a bulk read's
             # delivery) is not needed.
             return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
-        async with self._delivery_lock:
+        try:
+            await self._delivery_lock.acquire()
+        except BaseException:
+            # Cancelled (the session ended) before the lock was ours: these were read and
+            # counted, so they are queued rather than lost.
+            self._undelivered(link, batch)
+            raise
+        try:
             return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
+        finally:
+            self._delivery_lock.release()
 
     async def _deliver_now(self, batch: list[Any]) -> int:
         return (await self._deliver_live(batch))[1]
+
+    def _undelivered(self, link: Link, batch: list[Any]) -> None:
+        """A delivery was cut short by the end of its session: queue the batch at once (over
+        the limit if need be; counted if the policy drops), or count it as superseded if a
+        rotation replaced its connection meanwhile."""
+        if link.retired:
+            self._supersede(len(batch))
+        else:
+            self._shared.stats.messages_dropped += self._inbox.put_nowait(batch)
 
     def _supersede(self, count: int) -> int:
         """A rotation replaced the connection these messages came on (the other one carries the
@@ -485,6 +503,9 @@ class Session:
         dedup = self._dedup
         if dedup is not None:
             batch, duplicates = dedup.process(batch)
+            # Counted here: the filter may go on for the new primary's first batches after the
+            # switch, not only for what the candidate staged.
+            self._shared.stats.duplicates_dropped += duplicates
             if dedup.done:
                 self._dedup = None
             for candidate in self._candidates:

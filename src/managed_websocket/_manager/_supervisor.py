@@ -543,7 +543,6 @@ class Supervisor:
         self._stats.record_connect()
         self._stats.rotations += 1
         self._stats.overlap_messages += staged
-        self._stats.duplicates_dropped += duplicates
         self._ledger.rotated(started, anyio.current_time())
         self._events.publish(
             RotationCompleted(overlap_messages=staged, duplicates_dropped=duplicates)
