@@ -169,3 +169,35 @@ async def test_closing_wakes_a_blocked_producer(
         tg.start_soon(inbox.put_batch, [1, 2, 3])
         await anyio.wait_all_tasks_blocked()
         inbox.close()
+
+
+@pytest.mark.parametrize("getter", ["get", "get_batch"])
+async def test_drop_oldest_keeps_order_with_a_batch_handed_to_a_waiting_consumer(
+    make_inbox: Callable[[int, Overflow], Inbox], getter: str
+) -> None:
+    """The stream hands a batch straight to a consumer waiting in it; drop_oldest then reaches
+    past that batch into newer ones. The consumer must still get the handed batch first (it
+    once got it after the newer ones)."""
+    inbox = make_inbox(5, "drop_oldest")
+    got: list[object] = []
+
+    async def consume() -> None:
+        while len(got) < 5:
+            if getter == "get":
+                got.append(await inbox.get())
+            else:
+                got.extend(await inbox.get_batch())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()  # the consumer waits in the empty stream
+            # Three batches before the consumer runs again: the first is handed to it, the
+            # third takes the queue (the handed batch counts) three over the limit, and the
+            # three oldest still queued (4, 5 and 6) are dropped.
+            assert inbox.put_nowait([1, 2, 3]) == 0
+            assert inbox.put_nowait([4, 5]) == 0
+            assert inbox.put_nowait([6, 7, 8]) == 3
+    assert got == [1, 2, 3, 7, 8]
+    assert inbox.dropped == 3
+    assert inbox.queued == 0

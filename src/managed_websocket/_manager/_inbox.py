@@ -210,7 +210,7 @@ class Inbox:
             if not self._local:
                 try:
                     self._local.append(self._receive.receive_nowait())
-                except anyio.WouldBlock:
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     # A waiting consumer already holds the rest: it skips them.
                     self._skip += count
                     return
@@ -346,7 +346,10 @@ class Inbox:
                 except anyio.WouldBlock:
                     if await self._pull():
                         continue
-                    self._local.append(await self._receive.receive())
+                    # At the front: the stream hands a batch straight to a waiting consumer,
+                    # so it is older than anything the producer moved into _local meanwhile
+                    # (drop_oldest reaching past it, close()); _local was empty before.
+                    self._local.appendleft(await self._receive.receive())
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if self._local:
                     continue  # close() moved what was left into _local
