@@ -2,7 +2,7 @@
 
     python tests/conformance/testee.py ws://127.0.0.1:PORT --agent NAME --backend asyncio|trio
 
-Protocol (see ../shared/conformance/README.md): read the case count, echo every message of each
+Protocol (see scripts/conformance/README.md): read the case count, echo every message of each
 case until the server closes, then ask the server to write its reports.
 """
 
