@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from managed_websocket._redact import mask_url
+from managed_websocket._redact import mask_url, mask_urls_in
 
 LISTEN_KEY = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
 
@@ -108,3 +108,13 @@ def test_mask_url_hides_any_userinfo(user: str, password: str) -> None:
     masked = mask_url(f"wss://{user}:{password}@example.com/ws?token=abcd")
     # The second form: a stray "[" or "]" makes urlsplit give up, and the query is dropped.
     assert masked in ("wss://***@example.com/ws?token=***", "wss://***@example.com/ws")
+
+
+def test_urls_inside_a_message_are_masked() -> None:
+    text = "GET https://api.example.com/token?apiKey=s3cret failed; retry wss://u:pw@h/ws/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUV"
+    masked = mask_urls_in(text)
+    assert "s3cret" not in masked
+    assert "pw" not in masked
+    assert "abcdefghijklmnop" not in masked
+    assert masked.startswith("GET https://api.example.com/token?apiKey=")
+    assert "failed; retry wss://" in masked

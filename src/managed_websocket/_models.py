@@ -53,8 +53,8 @@ class DisconnectReason(enum.Enum):
     (rotations; or pass it to ``request_disconnect()``), CALLBACK_TRIGGERED (``should_disconnect``),
     CONNECTION_LIMIT (only when passed to ``request_disconnect()``). Reactive: SERVER_CLOSED (a
     close frame from the server), NETWORK_ERROR (EOF or reset without a close frame),
-    PING_TIMEOUT (keepalive), PROTOCOL_ERROR (the peer broke RFC 6455, or a message was too big),
-    KILLED (``kill()``).
+    PING_TIMEOUT (keepalive), DATA_TIMEOUT (no data message for ``max_silence``), PROTOCOL_ERROR
+    (the peer broke RFC 6455, or a message was too big), KILLED (``kill()``).
     """
 
     USER_REQUESTED = "user_requested"
@@ -64,6 +64,7 @@ class DisconnectReason(enum.Enum):
     SERVER_CLOSED = "server_closed"
     NETWORK_ERROR = "network_error"
     PING_TIMEOUT = "ping_timeout"
+    DATA_TIMEOUT = "data_timeout"
     PROTOCOL_ERROR = "protocol_error"
     KILLED = "killed"
 
@@ -74,7 +75,8 @@ class DisconnectReason(enum.Enum):
 
     @property
     def is_reactive(self) -> bool:
-        """SERVER_CLOSED, NETWORK_ERROR, PING_TIMEOUT, PROTOCOL_ERROR, KILLED: it happened to us."""
+        """SERVER_CLOSED, NETWORK_ERROR, PING_TIMEOUT, DATA_TIMEOUT, PROTOCOL_ERROR, KILLED: it
+        happened to us."""
         return not self.is_proactive
 
 

@@ -70,6 +70,14 @@ def _mask_unparsable(url: str) -> str:
     return _mask_path(_USERINFO.sub(f"{MASK}@", head, count=1))
 
 
+_URL_IN_TEXT = re.compile(r"\b(?:wss?|https?)://[^\s'\"<>]+")
+
+
+def mask_urls_in(text: str) -> str:
+    """``text`` with every ws(s)/http(s) URL in it masked (e.g. an exception's message)."""
+    return _URL_IN_TEXT.sub(lambda match: mask_url(match.group()), text)
+
+
 def mask_url(url: str) -> str:
     """Return ``url`` with its secrets replaced by ``***``.
 

@@ -22,6 +22,7 @@ from ._models import DisconnectReason, ReconnectStrategy
 
 __all__ = [
     "Decoder",
+    "HeadersProvider",
     "ManagedWebSocketOptions",
     "OnAlert",
     "OnConnect",
@@ -32,6 +33,8 @@ __all__ = [
     "Settings",
     "ShouldDisconnect",
     "ShouldReconnect",
+    "UrlProvider",
+    "check_headers",
     "resolve_settings",
 ]
 
@@ -47,6 +50,10 @@ OnMessage: TypeAlias = Callable[[Any], object]
 OnAlert: TypeAlias = Callable[[str, str, Mapping[str, Any]], object]
 OnDisconnectAlert: TypeAlias = Callable[[DisconnectReason, int], object]
 Decoder: TypeAlias = Callable[[str | bytes], Any]
+HeaderPairs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
+#: Called before every dial (sync or async): fresh credentials for each attempt.
+HeadersProvider: TypeAlias = Callable[[], HeaderPairs | Awaitable[HeaderPairs]]
+UrlProvider: TypeAlias = Callable[[], str | Awaitable[str]]
 
 _OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest", "error")
 
@@ -75,7 +82,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     queue_size: int
     overflow: Overflow
     max_message_size: int
-    headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    headers: HeaderPairs | HeadersProvider
     subprotocols: Iterable[str]
     ssl_context: ssl.SSLContext | None
     decode: Decoder | None
@@ -93,6 +100,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     dedup_key: Callable[[Any], Hashable] | None
     sequence_of: Callable[[Any], int | None] | None
     max_defer: float | None
+    max_silence: float | None
     config: Mapping[str, Any] | None
 
 
@@ -118,7 +126,8 @@ class Settings:
     queue_size: int = 1000  # 0 = unbounded
     overflow: Overflow = "block"
     max_message_size: int = 16 * 1024 * 1024
-    headers: tuple[tuple[str, str], ...] = ()
+    # Fixed pairs, or a zero-argument callable (sync or async) called before every dial.
+    headers: tuple[tuple[str, str], ...] | HeadersProvider = ()
     subprotocols: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
     decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
@@ -137,6 +146,7 @@ class Settings:
     dedup_key: Callable[[Any], Hashable] | None = None  # drops duplicates across a rotation
     sequence_of: Callable[[Any], int | None] | None = None  # enables gap detection
     max_defer: float | None = None  # how long critical sections may hold a proactive disconnect
+    max_silence: float | None = None  # no data message for this long: DATA_TIMEOUT, reconnect
 
 
 def resolve_settings(options: Mapping[str, Any]) -> Settings:
@@ -320,7 +330,15 @@ def _overflow(name: str, value: object) -> Overflow:
     return value
 
 
-def _headers(name: str, value: object) -> tuple[tuple[str, str], ...]:
+def _headers_or_provider(name: str, value: object) -> tuple[tuple[str, str], ...] | object:
+    """Fixed headers are checked now; a provider's answer before each dial (:func:`check_headers`)."""
+    if callable(value):
+        return value
+    return check_headers(name, value)
+
+
+def check_headers(name: str, value: object) -> tuple[tuple[str, str], ...]:
+    """Headers as (name, value) pairs of str; raises TypeError/ValueError naming ``name``."""
     if isinstance(value, Mapping):
         value = value.items()
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
@@ -393,7 +411,7 @@ _VALIDATORS: dict[str, _Validator] = {
     "queue_size": _queue_size,
     "overflow": _overflow,
     "max_message_size": _message_size,
-    "headers": _headers,
+    "headers": _headers_or_provider,
     "subprotocols": _subprotocols,
     "ssl_context": _ssl_context,
     "decode": _callable_or_none,
@@ -401,6 +419,7 @@ _VALIDATORS: dict[str, _Validator] = {
     "max_connection_age": _positive_or_none,
     "rotation_timeout": _positive,
     "max_defer": _positive_or_none,
+    "max_silence": _positive_or_none,
     **dict.fromkeys(
         (
             "is_warm",

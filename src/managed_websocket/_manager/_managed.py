@@ -37,7 +37,7 @@ from .._models import (
     DisconnectReason,
     WebSocketStats,
 )
-from .._settings import ShouldReconnect
+from .._settings import ShouldReconnect, UrlProvider
 from ._groups import unwrap_group
 from ._inbox import Inbox, InboxClosed
 from ._supervisor import Supervisor
@@ -63,11 +63,13 @@ class ManagedWebSocket(Supervisor):
     :class:`ManagedWebSocketOptions`; see the docs for the state machine and reconnect rules.
     """
 
-    def __init__(self, url: str, **options: Unpack[ManagedWebSocketOptions]) -> None:
+    def __init__(self, url: str | UrlProvider, **options: Unpack[ManagedWebSocketOptions]) -> None:
+        """``url``: a ``ws://``/``wss://`` URL, or a zero-argument callable (sync or async) that
+        returns one, called before every dial (fresh credentials per attempt)."""
         super().__init__(url, options)
 
     def __repr__(self) -> str:
-        return f"<ManagedWebSocket {self._url} {self.state.name}>"
+        return f"<ManagedWebSocket {self._endpoint} {self.state.name}>"
 
     # ------------------------------------------------------------------ lifetime
 
@@ -383,8 +385,8 @@ class ManagedWebSocket(Supervisor):
 
     @property
     def url(self) -> str:
-        """The URL with its secrets masked."""
-        return str(self._url)
+        """The URL (of the last dial, with a provider) with its secrets masked."""
+        return str(self._endpoint)
 
     @property
     def state(self) -> ConnectionState:
@@ -465,7 +467,7 @@ class MessageIterator:
 
 
 def open_managed_websocket(
-    url: str, **options: Unpack[ManagedWebSocketOptions]
+    url: str | UrlProvider, **options: Unpack[ManagedWebSocketOptions]
 ) -> ManagedWebSocket:
     """``async with open_managed_websocket(url, **options) as ws:`` — see :class:`ManagedWebSocket`."""
     return ManagedWebSocket(url, **options)

@@ -148,6 +148,7 @@ class Link:
 class Session:
     __slots__ = (
         "_candidates",
+        "_data_at",
         "_dedup",
         "_delivery_lock",
         "_group",
@@ -180,6 +181,7 @@ class Session:
         self._pulls_seen = 0
         self._reader_wake: anyio.Event | None = None
         self._group: anyio.abc.TaskGroup | None = None
+        self._data_at = 0.0  # with max_silence: when the primary last delivered a data message
         self.ending: DisconnectEvent | None = None
         self.ended_at: float | None = None  # when the end was decided (the socket closes after)
         # Whether a critical section was open then: the code in it may well leave it (e.g. on
@@ -216,6 +218,8 @@ class Session:
                     tg.start_soon(self._disconnect_checks)
                 if self._settings.max_connection_age is not None:
                     tg.start_soon(self._age_rotation, self._settings.max_connection_age)
+                if self._settings.max_silence is not None:
+                    tg.start_soon(self._watch_silence, self._settings.max_silence)
                 inline = self._settings.on_message is None
                 if not inline:  # user code runs in the receive loop: not in the manager's task
                     tg.start_soon(self._receive_loop, self.primary)
@@ -448,6 +452,8 @@ class Session:
         policy dropped, for the caller to report (after the messages are queued)."""
         stats = self._shared.stats
         stats.record_received(len(batch), sum(map(len, batch)))
+        if self._settings.max_silence is not None and link is self.primary:
+            self._data_at = anyio.current_time()
         decode = self._settings.decode
         if decode is not None:
             batch = self._decode(decode, batch)
@@ -632,6 +638,21 @@ class Session:
                 reason = DisconnectReason.CALLBACK_TRIGGERED
                 await self.wait_for_critical_sections(reason)
                 self.end(DisconnectEvent(reason, 1000, at=time.time()))
+                return
+
+    async def _watch_silence(self, limit: float) -> None:
+        """``max_silence``: a connection that answers pings but sends no data is dead to a feed.
+        Only data messages count (keepalive pongs do not). While the queue is full under
+        ``block`` nobody reads, so that silence is ours, not the server's."""
+        self._data_at = anyio.current_time()
+        while True:
+            await anyio.sleep_until(self._data_at + limit)
+            now = anyio.current_time()
+            if self._inbox.blocked:
+                self._data_at = now
+            elif now >= self._data_at + limit:
+                self._shared.logger.warning("! no data message within %g s: reconnecting", limit)
+                self.end(DisconnectEvent(DisconnectReason.DATA_TIMEOUT, at=time.time()))
                 return
 
     async def _age_rotation(self, max_age: float) -> None:

@@ -57,10 +57,10 @@ from .._models import (
     ReconnectStrategy,
     WebSocketStats,
 )
-from .._settings import ShouldReconnect, resolve_settings
-from .._url import parse_ws_url
+from .._settings import ShouldReconnect, UrlProvider, resolve_settings
 from ._callbacks import CallbackRunner
 from ._critical import CriticalSections
+from ._endpoint import Endpoint
 from ._inbox import Inbox
 from ._plan import plan_after_disconnect
 from ._session import Session, Shared
@@ -88,6 +88,7 @@ class Supervisor:
         "_drop_alerts",
         "_dropped_since_alert",
         "_ended_in_critical",
+        "_endpoint",
         "_events",
         "_fatal",
         "_flushing",
@@ -111,15 +112,14 @@ class Supervisor:
         "_stay_down",
         "_subscriptions",
         "_task_status",
-        "_url",
     )
 
-    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
-        self._url = parse_ws_url(url)
+    def __init__(self, url: str | UrlProvider, options: Mapping[str, Any]) -> None:
         self._settings = resolve_settings(options)
+        self._endpoint = Endpoint(url, self._settings.headers)
         self._stats = WebSocketStats(clock=anyio.current_time)
         self._callbacks = CallbackRunner(self._stats, logger)
-        self._state = StateMachine(logger, str(self._url))
+        self._state = StateMachine(logger, str(self._endpoint))
         self._inbox = Inbox(self._settings.queue_size, self._settings.overflow)
         self._subscriptions: dict[str, None] = {}
         # Channels subscribed on the current connection; None until on_connect has returned
@@ -165,7 +165,7 @@ class Supervisor:
             await self._supervise_loop()
         except WebSocketError as exc:
             self._fatal = exc
-            logger.error("! %s failed: %s", self._url, exc)
+            logger.error("! %s failed: %s", self._endpoint, exc)
         finally:
             self._shutdown = True
             self._session = None
@@ -224,7 +224,10 @@ class Supervisor:
                     delay = await self._delay_before(attempt, floor)
                     self._state.set(_S.RECONNECTING)
                     logger.info(
-                        "= reconnecting to %s in %.2f s (attempt %d)", self._url, delay, attempt
+                        "= reconnecting to %s in %.2f s (attempt %d)",
+                        self._endpoint,
+                        delay,
+                        attempt,
                     )
                     self._events.publish(ReconnectScheduled(delay=delay, attempt=attempt))
                     await anyio.sleep(delay)
@@ -239,10 +242,10 @@ class Supervisor:
                     conn = await self._open()
                     self._handshake_time = anyio.current_time() - dialled
                 except WebSocketError as exc:
-                    if _is_fatal(exc):
+                    if _is_fatal(exc, self._endpoint.refreshes_credentials):
                         raise
                     last_error = exc
-                    logger.warning("! connecting to %s failed: %s", self._url, exc)
+                    logger.warning("! connecting to %s failed: %s", self._endpoint, exc)
                     floor = (
                         exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
                     )
@@ -259,9 +262,10 @@ class Supervisor:
 
     async def _open(self) -> WebSocketConnection:
         s = self._settings
+        target, headers = await self._endpoint.resolve()  # the providers, before every dial
         return await open_websocket_connection(
-            self._url,
-            headers=s.headers,
+            target,
+            headers=headers,
             subprotocols=s.subprotocols,
             ssl_context=s.ssl_context,
             connection_timeout=s.connection_timeout,
@@ -296,7 +300,7 @@ class Supervisor:
         self._state.set(_S.CONNECTED)
         self._stats.record_connect()
         started = anyio.current_time()
-        logger.info("= connected to %s", self._url)
+        logger.info("= connected to %s", self._endpoint)
         self._ledger.restored(started)
         self._events.publish(Connected(subprotocol=conn.subprotocol, latency=self._handshake_time))
         try:
@@ -359,7 +363,11 @@ class Supervisor:
         self._last_disconnect = event
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
         logger.log(
-            level, "= disconnected from %s: %s (code %s)", self._url, event.reason.name, event.code
+            level,
+            "= disconnected from %s: %s (code %s)",
+            self._endpoint,
+            event.reason.name,
+            event.code,
         )
         if event.close_reason:
             logger.debug("  close reason: %r", event.close_reason)
@@ -458,7 +466,7 @@ class Supervisor:
                 return scheduled if on_schedule else 0.0
             if self._dial_at is not None and self._dial_at != announced:
                 announced, scheduled = self._dial_at, self._dial_at - now
-                logger.info("= reconnecting to %s in %.2f s", self._url, scheduled)
+                logger.info("= reconnecting to %s in %.2f s", self._endpoint, scheduled)
                 self._events.publish(ReconnectScheduled(delay=scheduled, attempt=0))
             wait = float("inf") if self._dial_at is None else self._dial_at - now
             self._state.set(_S.DISCONNECTED if self._dial_at is None else _S.RECONNECTING)
@@ -497,7 +505,7 @@ class Supervisor:
     async def _rotate_session(
         self, session: Session, reason: DisconnectReason, deadline: float | None, *, forced: bool
     ) -> bool:
-        logger.info("= rotating %s (%s)", self._url, reason.name)
+        logger.info("= rotating %s (%s)", self._endpoint, reason.name)
         self._events.publish(RotationStarted(reason=reason))
         started = anyio.current_time()
         session.begin_rotation()  # before the dial: the server may send as soon as it accepts
@@ -549,7 +557,7 @@ class Supervisor:
         )
         logger.info(
             "= rotated %s: %d overlap messages, %d duplicates dropped",
-            self._url,
+            self._endpoint,
             staged,
             duplicates,
         )
@@ -558,7 +566,7 @@ class Supervisor:
     def _rotation_failed(self, why: str) -> bool:
         self._stats.rotations_failed += 1
         logger.warning(
-            "! rotation of %s failed: %s; keeping the current connection", self._url, why
+            "! rotation of %s failed: %s; keeping the current connection", self._endpoint, why
         )
         self._events.publish(RotationFailed(error=why))
         return False
@@ -599,9 +607,12 @@ def _reconnect_verdict(verdict: object) -> float | None:
     return None
 
 
-def _is_fatal(error: WebSocketError) -> bool:
-    """Errors no retry can fix: a 4xx refusal (but 408/429), a failed certificate check."""
+def _is_fatal(error: WebSocketError, refreshes_credentials: bool = False) -> bool:
+    """Errors no retry can fix: a 4xx refusal (but 408/429), a failed certificate check. With a
+    url or headers provider, 401 and 403 are retried: the next dial brings fresh credentials."""
     if isinstance(error, WebSocketHandshakeError):
+        if refreshes_credentials and error.status_code in (401, 403):
+            return False
         return not error.is_retryable
     if isinstance(error, WebSocketTLSError):
         return isinstance(error.last_error, ssl.SSLCertVerificationError)
