@@ -488,13 +488,17 @@ class Session:
         return (await self._deliver_live(batch))[1]
 
     def _undelivered(self, link: Link, batch: list[Any]) -> None:
-        """A delivery was cut short by the end of its session: queue the batch at once (over
-        the limit if need be; counted if the policy drops), or count it as superseded if a
-        rotation replaced its connection meanwhile."""
+        """A delivery was cut short by the end of its session: queue the batch at once, or
+        count it as superseded if a rotation replaced its connection meanwhile."""
         if link.retired:
             self._supersede(len(batch))
         else:
-            self._shared.stats.messages_dropped += self._inbox.put_nowait(batch)
+            self._queue_at_once(batch)
+
+    def _queue_at_once(self, batch: list[Any]) -> None:
+        """Read messages whose delivery was cut short are queued rather than lost: over the
+        limit if need be, counted if the policy drops (no alert: the session is ending)."""
+        self._shared.stats.messages_dropped += self._inbox.put_nowait(batch)
 
     def _supersede(self, count: int) -> int:
         """A rotation replaced the connection these messages came on (the other one carries the
@@ -534,9 +538,7 @@ class Session:
             for message in batch:
                 await self._shared.callbacks.call("on_message", on_message, message)
         except BaseException:
-            # The session ended while a callback ran: the batch was read, so it is queued
-            # rather than lost (over the limit if need be; counted if the policy drops).
-            self._shared.stats.messages_dropped += self._inbox.put_nowait(batch)
+            self._queue_at_once(batch)  # the session ended while a callback ran
             raise
 
     def _check_ready(self, link: Link) -> None:
