@@ -172,12 +172,12 @@ async def test_closing_wakes_a_blocked_producer(
 
 
 @pytest.mark.parametrize("getter", ["get", "get_batch"])
-async def test_drop_oldest_keeps_order_with_a_batch_handed_to_a_waiting_consumer(
+async def test_drop_oldest_drops_the_oldest_and_keeps_order_while_a_consumer_waits(
     make_inbox: Callable[[int, Overflow], Inbox], getter: str
 ) -> None:
-    """The stream hands a batch straight to a consumer waiting in it; drop_oldest then reaches
-    past that batch into newer ones. The consumer must still get the handed batch first (it
-    once got it after the newer ones)."""
+    """A waiting consumer is woken, not handed a batch: everything queued stays where
+    drop_oldest reaches it. (The stream once handed the first batch straight to the waiting
+    consumer; drop_oldest then dropped newer messages and the consumer got [7, 8, 1, 2, 3].)"""
     inbox = make_inbox(5, "drop_oldest")
     got: list[object] = []
 
@@ -191,13 +191,12 @@ async def test_drop_oldest_keeps_order_with_a_batch_handed_to_a_waiting_consumer
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
-            await anyio.wait_all_tasks_blocked()  # the consumer waits in the empty stream
-            # Three batches before the consumer runs again: the first is handed to it, the
-            # third takes the queue (the handed batch counts) three over the limit, and the
-            # three oldest still queued (4, 5 and 6) are dropped.
+            await anyio.wait_all_tasks_blocked()  # the consumer waits: the inbox is empty
+            # Three batches before the consumer runs again; the third takes the queue three
+            # over the limit, and the three oldest (1, 2 and 3) are dropped.
             assert inbox.put_nowait([1, 2, 3]) == 0
             assert inbox.put_nowait([4, 5]) == 0
             assert inbox.put_nowait([6, 7, 8]) == 3
-    assert got == [1, 2, 3, 7, 8]
+    assert got == [4, 5, 6, 7, 8]
     assert inbox.dropped == 3
     assert inbox.queued == 0

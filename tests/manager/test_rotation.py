@@ -25,7 +25,7 @@ from managed_websocket import (
     RotationFailed,
     RotationStarted,
 )
-from managed_websocket.testing import WebSocketTestServer, open_test_server
+from managed_websocket.testing import ClientRecord, WebSocketTestServer, open_test_server
 
 from ._harness import EPS, Feed, manager, wait_until
 
@@ -528,3 +528,32 @@ async def test_scheduled_rotation_without_a_feed_waits_for_the_first_message_the
             tg.cancel_scope.cancel()
         (failed,) = log.of(RotationFailed)
         assert "not warm" in failed.error
+
+
+async def test_a_rotation_behind_a_full_queue_nobody_reads_gives_up_and_loses_nothing() -> None:
+    """overflow="block": the current connection's delivery waits for consumers, holding the
+    switch. A rotation must give up after rotation_timeout, not wait forever (it once did)."""
+    async with open_test_server(echo=False) as server:
+
+        async def greet(client: ClientRecord) -> None:
+            await server.send(client, json.dumps({"seq": -1}))  # warms a new connection up
+
+        ws = manager(server, queue_size=2, rotation_timeout=0.3)
+        log = EventLog(ws)
+        async with ws, anyio.create_task_group() as tg:
+            tg.start_soon(log.run)
+            with anyio.fail_after(LONG):
+                for n in range(10):  # nobody reads: the receive loop waits for room
+                    await server.broadcast(json.dumps({"seq": n}))
+                await wait_until(lambda: ws._inbox.blocked)
+                server.on_handshake(greet)
+                started = anyio.current_time()
+                assert await ws.rotate() is False
+                took = anyio.current_time() - started
+                assert [seq_key(await ws.receive()) for _ in range(10)] == list(range(10))
+                await log.settled()
+            tg.cancel_scope.cancel()
+    assert took <= 2 * 0.3 + SLACK  # the warm-up wait, then the switch's
+    (failed,) = log.of(RotationFailed)
+    assert "the queue is full and nobody reads" in failed.error
+    assert ws.stats.rotations_failed == 1

@@ -275,8 +275,7 @@ async def run_case(case: Case) -> None:
     async with open_test_server(echo=False) as server:
         ws = run.manager(server)
         with anyio.fail_after(CASE_LIMIT):
-            await ws.__aenter__()
-            try:
+            async with ws:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(run.consume, ws)
                     tg.start_soon(run.watch_state, ws)
@@ -286,12 +285,10 @@ async def run_case(case: Case) -> None:
                     if case.leave_early:
                         await anyio.sleep(0.05)  # more markers may queue up, unread
                     tg.cancel_scope.cancel()
-            finally:
                 started = anyio.current_time()
                 if case.ending != "exit":
                     await getattr(ws, case.ending)()
-                await ws.__aexit__(None, None, None)
-                close_took = anyio.current_time() - started
+            close_took = anyio.current_time() - started  # the ending, then leaving async with
             # Everything still queued is handed out after the close, then the queue ends.
             await drain(ws, run)
     check(case, run, ws, close_took)

@@ -9,10 +9,16 @@ empty. ``queue_size`` and the overflow policies still count *messages*:
   taken the queue down to half of ``queue_size``.
 - ``drop_newest``: what does not fit is dropped.
 - ``drop_oldest``: everything is queued, then the producer takes the oldest messages over the
-  limit off the head (pulling batches from the stream into the local deque to reach them). Only
-  when a consumer already holds the batch in flight are the rest marked to be skipped (``_skip``).
+  limit off the head (pulling batches from the stream into the local deque to reach them).
 - ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
   point in the sequence where messages went missing.
+
+Consumers take batches from the stream only with ``receive_nowait()``, in the order they were
+sent, and wait for an *arrival* event when it is empty. (Waiting in the stream's ``receive()``
+would let the stream hand a batch straight to the waiting task, out of reach of ``drop_oldest``
+and ``close()``, which move batches out of the stream into the local deque; anyio also skips a
+waiter with a pending cancellation and buffers the batch instead. Either put batches out of
+order.)
 
 A consumer that finds the inbox empty asks the live session (the :class:`Puller`) to ``pull``: it
 reads the socket in the consumer's task and puts what it read in here like the receive loop would,
@@ -65,6 +71,7 @@ class _Overflowed:
 
 class Inbox:
     __slots__ = (
+        "_arrival",
         "_blocked",
         "_closed",
         "_current",
@@ -78,7 +85,6 @@ class Inbox:
         "_queued",
         "_receive_end",
         "_send_end",
-        "_skip",
         "_space",
         "_unchecked",
         "dropped",
@@ -96,8 +102,8 @@ class Inbox:
         self._current: list[Any] = []
         self._position = 0
         self._queued = 0  # messages queued and not skipped (in the stream or in _local)
-        self._skip = 0  # drop_oldest: messages at the head to discard
         self._space: anyio.Event | None = None  # exists while the producer waits for room
+        self._arrival: anyio.Event | None = None  # exists while consumers wait for a batch
         self._blocked = False
         self._end_error: BaseException | None = None
         self._closed = False
@@ -208,12 +214,9 @@ class Inbox:
         count -= taken
         while count:
             if not self._local:
-                try:
-                    self._local.append(self._receive.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                    # A waiting consumer already holds the rest: it skips them.
-                    self._skip += count
-                    return
+                # Every queued message is in _current, _local or the stream (consumers take
+                # from the stream only when they read on): the oldest are reached in order.
+                self._local.append(self._receive.receive_nowait())
             head = self._local[0]
             assert isinstance(head, list)  # overflow markers only exist with "error"
             if len(head) <= count:
@@ -233,6 +236,13 @@ class Inbox:
             self._local.append(item)  # close() moved the stream's contents there too
         else:
             self._send.send_nowait(item)
+        self._wake_consumers()
+
+    def _wake_consumers(self) -> None:
+        arrival = self._arrival
+        if arrival is not None:
+            self._arrival = None
+            arrival.set()
         if self._pulling and self.puller is not None:
             self.puller.stop_pull()  # a consumer waiting on the socket: this is for it
 
@@ -268,12 +278,11 @@ class Inbox:
         self._closed = True
         self._end_error = error
         self._local.extend(self._receive.receive_nowait() for _ in range(self._buffered()))
-        self._send.close()  # wakes consumers waiting in receive() with EndOfStream
+        self._send.close()
         self._receive.close()
         if self._space is not None:
             self._space.set()
-        if self._pulling and self.puller is not None:
-            self.puller.stop_pull()
+        self._wake_consumers()
 
     # Consumer side. ``_current[_position:]`` are the next messages; ``_local`` holds the batches
     # (lists) and overflow markers that follow, in order, then the stream. Nothing between reading
@@ -290,21 +299,17 @@ class Inbox:
             await checkpoint_if_cancelled()
         position = self._position
         current = self._current
-        if position < len(current) and not self._skip:  # the hot path: no await, no call
+        if position < len(current):  # the hot path: no await, no call
             self._position = position + 1
             self._queued -= 1
             if self._blocked:
                 self._taken(0)
             return current[position]
-        while True:
-            await self._fill()
-            message = self._current[self._position]
-            self._position += 1
-            if self._skip:
-                self._skip -= 1
-                continue
-            self._taken(1)
-            return message
+        await self._fill()
+        message = self._current[self._position]
+        self._position += 1
+        self._taken(1)
+        return message
 
     async def get_batch(self) -> list[Any]:
         """Every message available now (at least one), up to the next overflow marker."""
@@ -321,10 +326,6 @@ class Inbox:
                     break
                 rest = rest + head
                 self._local.popleft()
-            if self._skip:
-                skipped = min(self._skip, len(rest))
-                self._skip -= skipped
-                rest = rest[skipped:]
             if rest:
                 self._taken(len(rest))
                 return rest
@@ -344,18 +345,21 @@ class Inbox:
                 try:  # receive() yields to the event loop first, even when a batch is there
                     self._local.append(self._receive.receive_nowait())
                 except anyio.WouldBlock:
-                    if await self._pull():
-                        continue
-                    # At the front: the stream hands a batch straight to a waiting consumer,
-                    # so it is older than anything the producer moved into _local meanwhile
-                    # (drop_oldest reaching past it, close()); _local was empty before.
-                    self._local.appendleft(await self._receive.receive())
+                    if not await self._pull():
+                        await self._wait_for_arrival()
+                    continue
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 if self._local:
                     continue  # close() moved what was left into _local
                 if self._end_error is not None:
                     raise self._end_error from None
                 raise InboxClosed from None
+
+    async def _wait_for_arrival(self) -> None:
+        arrival = self._arrival
+        if arrival is None:
+            arrival = self._arrival = anyio.Event()
+        await arrival.wait()
 
     async def _pull(self) -> bool:
         puller = self.puller

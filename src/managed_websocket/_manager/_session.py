@@ -305,9 +305,17 @@ class Session:
         with anyio.CancelScope(shield=True):
             await link.conn.abort()
 
-    async def switch_to(self, link: Link) -> tuple[int, int]:
-        """Make ``link`` the primary; return (messages staged, duplicates dropped)."""
-        async with self._delivery_lock:  # the old primary finishes the batch it is delivering
+    async def switch_to(self, link: Link, timeout: float) -> tuple[int, int] | None:
+        """Make ``link`` the primary; return (messages staged, duplicates dropped). None if the
+        old primary's delivery in progress did not finish within ``timeout``: under ``block``
+        it waits for consumers, and one that stopped reading would hold the switch forever."""
+        acquired = False
+        with anyio.move_on_after(timeout):
+            await self._delivery_lock.acquire()  # the old primary finishes its batch first
+            acquired = True
+        if not acquired:
+            return None
+        try:
             old = self.primary
             old.retired = True
             old.cancel()
@@ -318,7 +326,11 @@ class Session:
             dedup = self._dedup
             if dedup is not None:
                 dedup.switched()
-            duplicates, dropped = await self._deliver_live(staged)
+            # Queued at once, over queue_size if need be: the switch must not wait for consumers
+            # (the overlap is bounded: what the new connection got while warming up).
+            duplicates, dropped = await self._deliver_live(staged, wait_for_room=False)
+        finally:
+            self._delivery_lock.release()
         if dropped:
             await self._shared.on_dropped(dropped)
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
@@ -506,9 +518,12 @@ class Session:
         self._shared.stats.messages_superseded += count
         return 0
 
-    async def _deliver_live(self, batch: list[Any]) -> tuple[int, int]:
+    async def _deliver_live(
+        self, batch: list[Any], *, wait_for_room: bool = True
+    ) -> tuple[int, int]:
         """Hand a batch to the consumer; return how many duplicates a rotation dropped and how
-        many messages the overflow policy dropped."""
+        many messages the overflow policy dropped. ``block`` waits for room unless
+        ``wait_for_room`` is False or a consumer is reading the socket itself."""
         duplicates = 0
         dedup = self._dedup
         if dedup is not None:
@@ -527,7 +542,7 @@ class Session:
             self._detect_gaps(self._settings.sequence_of, batch)
         # While a consumer reads the socket itself, "block" must not wait for room: that
         # consumer is the one who would make it.
-        if self._pulling:
+        if self._pulling or not wait_for_room:
             dropped = self._inbox.put_nowait(batch)
         else:
             dropped = await self._inbox.put_batch(batch)

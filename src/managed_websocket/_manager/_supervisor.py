@@ -546,7 +546,14 @@ class Supervisor:
                 why = "new connection not warm within rotation_timeout"
             await session.discard(link)
             return self._rotation_failed(why)
-        staged, duplicates = await session.switch_to(link)
+        switched = await session.switch_to(link, self._settings.rotation_timeout)
+        if switched is None:
+            await session.discard(link)
+            return self._rotation_failed(
+                "the current connection's delivery did not finish within rotation_timeout "
+                "(the queue is full and nobody reads)"
+            )
+        staged, duplicates = switched
         self._announced = announced
         self._stats.record_connect()
         self._stats.rotations += 1
