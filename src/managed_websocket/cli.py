@@ -28,10 +28,10 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 from . import _demo
 from ._exceptions import (
-    WebSocketConnectionError,
     WebSocketError,
     WebSocketHandshakeError,
     WebSocketInvalidURLError,
+    describe,
 )
 from ._manager import ManagedWebSocket
 from ._manager._groups import unwrap_group
@@ -53,7 +53,6 @@ _DIAL_FAILED = "! connecting to %s failed: %s"
 _RECONNECT_IN = "= reconnecting to %s in %.2f s (attempt %d)"
 _FATAL = "! %s failed: %s"
 _CONNECTED = "= connected to %s"
-_CLOSE_REASON = "  close reason: %r"
 
 #: Erase the terminal line the cursor is on (the status line), from its start.
 _CLEAR_LINE = "\r\x1b[K"
@@ -113,7 +112,8 @@ def _watch_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="also show close reasons, the headers of refused upgrades and each resubscribe",
+        help="also show the headers of refused upgrades and each resubscribe (close reasons "
+        "are always shown, on the disconnect line)",
     )
     return parser
 
@@ -252,7 +252,7 @@ def _log_lifecycle(console: _Console) -> None:
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("managed_websocket")
     logger.addHandler(console)
-    logger.setLevel(logging.DEBUG if console.verbose else logging.INFO)
+    logger.setLevel(logging.INFO)
 
 
 class _GaveUp(Exception):
@@ -295,7 +295,7 @@ class _Console(logging.Handler):
 
     def _show(self, record: logging.LogRecord) -> None:
         if record.msg == _DIAL_FAILED:
-            self._dial_failed(record.args[1] if isinstance(record.args, tuple) else None)
+            self._dial_failed(getattr(record, "error", None))
             return
         if record.msg == _RECONNECT_IN and isinstance(record.args, tuple):
             delay, next_attempt = record.args[1:3]
@@ -303,8 +303,8 @@ class _Console(logging.Handler):
             return
         if record.msg == _FATAL:
             return  # _run prints it, once, as the last line
-        if record.levelno < logging.INFO and not (self.verbose and record.msg == _CLOSE_REASON):
-            return  # -v: the close reason only; state transitions and pongs stay out
+        if record.levelno < logging.INFO:
+            return  # state transitions and pongs stay out, also with -v
         if record.msg == _CONNECTED:
             self.connected, self.failures = True, 0
         self.write(self.format(record))
@@ -368,9 +368,7 @@ class _Console(logging.Handler):
 
 def _reason(error: BaseException) -> str:
     """What went wrong, without the URL (the attempt line is about the one URL)."""
-    if isinstance(error, WebSocketConnectionError):
-        return error.message
-    return str(error)
+    return describe(error)
 
 
 async def _watch(args: argparse.Namespace, sends: list[Any], console: _Console) -> int:
