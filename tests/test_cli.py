@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import pty
 import signal
@@ -13,6 +15,7 @@ import time
 import anyio
 import pytest
 
+from managed_websocket import WebSocketConnectionRefusedError, cli
 from managed_websocket.testing import open_test_server
 
 COMMAND = [sys.executable, "-m", "managed_websocket"]
@@ -242,3 +245,30 @@ def test_backend_trio_without_trio_names_the_extra_and_exits_with_2(args: list[s
         "managed-websocket: --backend trio needs trio: pip install 'managed-websocket[trio]'"
     ]
     assert "Traceback" not in done.stderr
+
+
+def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("managed_websocket", logging.INFO, __file__, 0, msg, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_a_reconnect_after_a_disconnect_is_shown_as_logged() -> None:
+    stream = io.StringIO()
+    console = cli._Console(stream)
+    console.emit(_record(cli._CONNECTED, "ws://h/"))
+    console.emit(_record(cli._RECONNECT_IN, "ws://h/", 0.05, 1))
+    assert stream.getvalue().splitlines()[-1] == "= reconnecting to ws://h/ in 0.05 s (attempt 1)"
+
+
+def test_a_failed_reconnect_after_an_outage_is_one_line_numbered_like_the_manager() -> None:
+    stream = io.StringIO()
+    console = cli._Console(stream)
+    console.attempts = cli._Attempts(limit=None, max_attempts=10)
+    console.emit(_record(cli._CONNECTED, "ws://h/"))
+    error = WebSocketConnectionRefusedError("connection refused", url="ws://h/")
+    console.emit(_record(cli._DIAL_FAILED, "ws://h/", "connection refused", error=error))
+    console.emit(_record(cli._RECONNECT_IN, "ws://h/", 0.5, 2))
+    assert stream.getvalue().splitlines()[1:] == [
+        "attempt 1/10 failed: connection refused; next in 0.5 s (Ctrl-C to stop)"
+    ]

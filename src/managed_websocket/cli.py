@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 
@@ -297,9 +297,10 @@ class _Console(logging.Handler):
         if record.msg == _DIAL_FAILED:
             self._dial_failed(getattr(record, "error", None))
             return
-        if record.msg == _RECONNECT_IN and isinstance(record.args, tuple):
-            delay, next_attempt = record.args[1:3]
-            self._attempt_line(delay=float(str(delay)), next_attempt=int(str(next_attempt)))
+        if record.msg == _RECONNECT_IN and self.last_failure is not None:
+            # A failed dial and the pause after it: one line (after a disconnect: as logged).
+            _url, delay, next_attempt = cast("tuple[object, float, int]", record.args)
+            self._attempt_line(delay=delay, next_attempt=next_attempt)
             return
         if record.msg == _FATAL:
             return  # _run prints it, once, as the last line
@@ -327,12 +328,11 @@ class _Console(logging.Handler):
         else:  # dials of the first connection, the first one included
             failed, total = self.failures, self._first_connection_dials()
         error = self.last_failure
-        reason = _reason(error) if error is not None else "disconnected"
         of = f"/{total}" if total is not None else ""
-        if failed > 0:
-            line = f"attempt {failed}{of} failed: {reason}; next in {delay:.0f} s (Ctrl-C to stop)"
-        else:
-            line = f"{reason}; reconnecting in {delay:.0f} s (Ctrl-C to stop)"
+        line = (
+            f"attempt {failed}{of} failed: {_reason(error)}; next in {_seconds(delay)} "
+            "(Ctrl-C to stop)"
+        )
         self.write(line)
         if isinstance(error, WebSocketHandshakeError):
             self.show_headers(error)
@@ -366,9 +366,13 @@ class _Console(logging.Handler):
             self.status_shown = False
 
 
-def _reason(error: BaseException) -> str:
+def _seconds(delay: float) -> str:
+    return f"{delay:.0f} s" if delay >= 1 else f"{delay:.1f} s"
+
+
+def _reason(error: BaseException | None) -> str:
     """What went wrong, without the URL (the attempt line is about the one URL)."""
-    return describe(error)
+    return describe(error) if error is not None else "unknown error"
 
 
 async def _watch(args: argparse.Namespace, sends: list[Any], console: _Console) -> int:
