@@ -272,3 +272,20 @@ def test_a_failed_reconnect_after_an_outage_is_one_line_numbered_like_the_manage
     assert stream.getvalue().splitlines()[1:] == [
         "attempt 1/10 failed: connection refused; next in 0.5 s (Ctrl-C to stop)"
     ]
+
+
+def test_ping_interval_0_turns_keepalive_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def recording_manager(url: str, **options: object) -> None:
+        seen.update(options)
+        raise WebSocketConnectionRefusedError("stop here", url=url)
+
+    monkeypatch.setattr(cli, "ManagedWebSocket", recording_manager)
+    logger = logging.getLogger("managed_websocket")
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        assert cli.main(["ws://127.0.0.1:1/", "--ping-interval", "0"]) == cli.EXIT_FATAL
+    finally:  # main() sets up the command's logging: undo it for the other tests
+        logger.handlers[:], logger.level = handlers, level
+    assert seen["ping_interval"] is None
