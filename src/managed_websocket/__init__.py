@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from ._connection import WebSocketConnection
 from ._events import (
     Connected,
@@ -91,6 +89,6 @@ __all__ = [
     "open_websocket_connection",
 ]
 
-# A library logs; the application decides where it goes (and warnings do not reach stderr
-# through logging's last-resort handler unless the application configured nothing at all).
-logging.getLogger("managed_websocket").addHandler(logging.NullHandler())
+# No handler here, not even a NullHandler: with no logging configured, WARNING and above (a
+# disconnect, a failed dial) reach stderr through logging's last-resort handler, so failures are
+# visible by default. An application that configures logging decides where they go.

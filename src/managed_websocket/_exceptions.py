@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._redact import mask_url
+from ._redact import mask_url, mask_urls_in
 
 __all__ = [
     "WebSocketAbnormalClosureError",
@@ -45,6 +45,23 @@ __all__ = [
 
 #: How much of a refused handshake's body an exception keeps.
 BODY_SNIPPET_LIMIT = 512
+
+
+def describe(error: BaseException) -> str:
+    """``error``'s message without the URL it may end with: for a line that names the URL."""
+    if isinstance(error, WebSocketConnectionError | WebSocketReconnectError):
+        return error.message
+    return str(error)
+
+
+def quote_close_reason(reason: str) -> str:
+    """A peer's close reason as shown in messages: quoted and escaped (no line breaks or control
+    characters reach a log), any URL in it masked."""
+    return repr(mask_urls_in(reason))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class WebSocketError(Exception):
@@ -104,7 +121,7 @@ class WebSocketHandshakeError(WebSocketConnectionError):
         self.status_code = status_code
         self.headers = dict(headers)
         self.body = body[:BODY_SNIPPET_LIMIT]
-        super().__init__(f"server refused the WebSocket upgrade with HTTP {status_code}", url=url)
+        super().__init__(_refusal(status_code), url=url)
 
     @property
     def retry_after(self) -> float | None:
@@ -124,6 +141,13 @@ class WebSocketHandshakeError(WebSocketConnectionError):
         return self.status_code in (408, 429) or self.status_code >= 500
 
 
+def _refusal(status_code: int) -> str:
+    if 200 <= status_code < 300:
+        # It answered the upgrade as a plain HTTP request: a web page or REST path, not a feed.
+        return f"server answered HTTP {status_code} without upgrading: not a WebSocket endpoint"
+    return f"server refused the WebSocket upgrade with HTTP {status_code}"
+
+
 class WebSocketClosedError(WebSocketError):
     """Raised when the connection is closed (or not open) and the operation needs it open."""
 
@@ -132,8 +156,9 @@ class WebSocketClosedError(WebSocketError):
     ) -> None:
         self.code = code
         self.reason = reason
-        # The reason is the peer's text and may carry secrets: kept as an attribute, not shown.
-        super().__init__(f"{message} (code {code})")
+        # The peer's reason is what explains the close; shown quoted, with any URL masked.
+        detail = f", reason {quote_close_reason(reason)}" if reason else ""
+        super().__init__(f"{message} (code {code}{detail})")
 
 
 class WebSocketAbnormalClosureError(WebSocketClosedError):
@@ -158,8 +183,11 @@ class WebSocketReconnectError(WebSocketError):
     def __init__(self, attempts: int, last_error: BaseException | None = None) -> None:
         self.attempts = attempts
         self.last_error = last_error
-        detail = f": {last_error}" if last_error is not None else ""
-        super().__init__(f"gave up reconnecting after {attempts} attempts{detail}")
+        detail = f": {describe(last_error)}" if last_error is not None else ""
+        #: Without the URL (see :func:`describe`); the URL is said once, at the end.
+        self.message = f"gave up reconnecting after {_plural(attempts, 'attempt')}{detail}"
+        url = getattr(last_error, "url", "")
+        super().__init__(f"{self.message} ({url})" if url else self.message)
 
 
 class WebSocketProtocolError(WebSocketError):

@@ -12,8 +12,10 @@ Every failure is translated here, once, into the library's exceptions (always ch
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -35,6 +37,9 @@ from ._exceptions import (
     WebSocketTLSError,
 )
 from ._url import WebSocketURL, parse_ws_url
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["connect_websocket", "open_websocket_connection"]
 
@@ -136,11 +141,9 @@ async def _open_stream(
             f"cannot resolve host {target.host!r}", url=target.raw, last_error=exc
         ) from exc
     except OSError as exc:
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        # The URL names the host and port (the exception's message ends with it): not repeated.
         raise WebSocketConnectionRefusedError(
-            f"cannot connect to {target.host}:{target.port} ({_describe(cause)})",
-            url=target.raw,
-            last_error=exc,
+            _tcp_problem(exc), url=target.raw, last_error=exc
         ) from exc
     if not target.secure:
         return tcp
@@ -153,9 +156,48 @@ async def _open_stream(
         await anyio.aclose_forcefully(tcp)
         if isinstance(exc, ssl.SSLError | anyio.BrokenResourceError | anyio.EndOfStream | OSError):
             raise WebSocketTLSError(
-                f"TLS handshake failed ({_describe(exc)})", url=target.raw, last_error=exc
+                f"TLS handshake failed ({_describe(exc)}){_plain_server_hint(exc)}",
+                url=target.raw,
+                last_error=exc,
             ) from exc
         raise
+
+
+def _tcp_problem(exc: OSError) -> str:
+    """Why TCP failed, once: "connection refused", or the system's words for it."""
+    causes = _leaf_errors(exc)
+    if causes and all(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused"
+    cause = causes[0] if causes else exc
+    if isinstance(cause, OSError) and cause.errno:
+        # Not cause.strerror: asyncio puts "Connect call failed (address)" there.
+        return f"cannot connect: {os.strerror(cause.errno)}"
+    return f"cannot connect ({_describe(cause)})"
+
+
+def _leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The errors behind ``exc``: anyio raises one OSError for all the addresses it tried, from
+    a group of one error per address."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return [leaf for sub in cause.exceptions for leaf in _leaf_errors(sub) or [sub]]
+    if cause is not None:
+        return [cause]
+    return [exc]
+
+
+#: OpenSSL's reasons when the other side answered the ClientHello with something not TLS.
+_NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"})
+
+
+def _plain_server_hint(exc: BaseException) -> str:
+    """A plain (ws://) server closes on a ClientHello or answers it in plain HTTP: say so."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ""
+    not_tls = isinstance(exc, anyio.EndOfStream | anyio.BrokenResourceError) or (
+        isinstance(exc, ssl.SSLError) and exc.reason in _NOT_TLS_REASONS
+    )
+    return "; the server may not speak TLS (try ws:// instead of wss://)" if not_tls else ""
 
 
 async def _upgrade(

@@ -7,6 +7,7 @@ scripted test server's ``wss://``.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Iterator
@@ -16,16 +17,20 @@ import pytest
 import trustme
 
 from managed_websocket import (
+    ManagedWebSocket,
+    WebSocketClosedError,
     WebSocketConnectionError,
     WebSocketConnectionRefusedError,
     WebSocketDNSError,
     WebSocketError,
+    WebSocketHandshakeError,
     WebSocketInvalidURLError,
+    WebSocketReconnectError,
     WebSocketTLSError,
     connect_websocket,
     open_websocket_connection,
 )
-from managed_websocket.testing import open_test_server
+from managed_websocket.testing import WebSocketTestServer, open_test_server
 
 pytestmark = pytest.mark.anyio
 
@@ -75,11 +80,9 @@ async def test_refused_connection(closed_port: int) -> None:
         await open_websocket_connection(f"ws://127.0.0.1:{closed_port}/feed")
 
     exc = exc_info.value
-    # The OS's wording differs between backends; the rest is ours.
-    assert exc.message.startswith(
-        f"cannot connect to 127.0.0.1:{closed_port} (ConnectionRefusedError: "
-    )
-    assert str(exc) == f"{exc.message} (ws://127.0.0.1:{closed_port}/feed)"
+    # Each thing once: what happened, then the URL (which names the address).
+    assert str(exc) == f"connection refused (ws://127.0.0.1:{closed_port}/feed)"
+    assert exc.message == "connection refused"
     assert exc.url == f"ws://127.0.0.1:{closed_port}/feed"
     assert isinstance(exc.last_error, OSError)
     assert exc.__cause__ is exc.last_error
@@ -294,4 +297,79 @@ async def test_tls_to_a_plain_server_fails(client_ssl_context: ssl.SSLContext) -
                 await open_websocket_connection(url, ssl_context=client_ssl_context)
             await server.clients[0].wait_closed()
 
-    assert exc_info.value.message.startswith("TLS handshake failed (")
+    message = exc_info.value.message
+    assert message.startswith("TLS handshake failed (")
+    assert message.endswith("; the server may not speak TLS (try ws:// instead of wss://)")
+
+
+async def test_a_failed_certificate_check_gets_no_plain_server_hint(
+    server_ssl_context: ssl.SSLContext,
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server(ssl_context=server_ssl_context) as server:
+            with pytest.raises(WebSocketTLSError) as exc_info:
+                await open_websocket_connection(f"{server.url}/")
+            await server.clients[0].wait_closed()
+
+    assert "may not speak TLS" not in str(exc_info.value)
+
+
+# Refusals and closes
+
+
+async def test_http_200_to_the_upgrade_says_not_a_websocket_endpoint() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server() as server:
+            server.refuse_handshakes(200, body=b"<html>hello</html>")
+            with pytest.raises(WebSocketHandshakeError) as exc_info:
+                await open_websocket_connection(f"{server.url}/api")
+
+    exc = exc_info.value
+    assert exc.status_code == 200
+    assert exc.message == "server answered HTTP 200 without upgrading: not a WebSocket endpoint"
+
+
+def test_one_attempt_is_singular() -> None:
+    last = WebSocketConnectionRefusedError(
+        "connection refused", url="ws://127.0.0.1:9/?token=s3cret"
+    )
+    one = WebSocketReconnectError(1, last)
+    assert str(one) == (
+        "gave up reconnecting after 1 attempt: connection refused (ws://127.0.0.1:9/?token=***)"
+    )
+    assert str(WebSocketReconnectError(2)) == "gave up reconnecting after 2 attempts"
+
+
+def test_the_close_reason_is_in_the_closed_error_message_quoted_and_masked() -> None:
+    error = WebSocketClosedError("connection closed by the server", code=4001, reason="banned")
+    assert str(error) == "connection closed by the server (code 4001, reason 'banned')"
+    secret = WebSocketClosedError(code=4000, reason="go to wss://h/?token=s3cret\r\nX")
+    assert "s3cret" not in str(secret)
+    assert "token=***" in str(secret)
+    assert "\n" not in str(secret)  # escaped: one line in a log
+    assert str(WebSocketClosedError(code=1006)) == "connection closed (code 1006)"
+
+
+async def test_the_close_reason_is_in_the_disconnect_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="managed_websocket")
+    with anyio.fail_after(TIMEOUT):
+        async with open_test_server() as server:
+            with pytest.raises(WebSocketReconnectError):
+                await _read_until_closed(server, "policy: too many streams")
+
+    lines = [r.getMessage() for r in caplog.records if "disconnected from" in r.getMessage()]
+    expected = (
+        f"= disconnected from {server.url}: SERVER_CLOSED (code 1008, "
+        "reason 'policy: too many streams')"
+    )
+    assert lines == [expected]
+
+
+async def _read_until_closed(server: WebSocketTestServer, reason: str) -> None:
+    """Connect, have the server close with 1008 and ``reason``, read until the manager gives up."""
+    async with ManagedWebSocket(server.url, max_reconnect_attempts=0) as ws:
+        await server.close_clients(1008, reason)
+        async for _ in ws:
+            pass

@@ -367,7 +367,8 @@ async def test_server_initiated_close(peer_server: tuple[str, PeerControl]) -> N
     with anyio.fail_after(TIMEOUT):
         async with connect_websocket(f"{url}/close/4000") as conn:
             with pytest.raises(
-                WebSocketClosedError, match=r"^connection closed by the server \(code 4000\)$"
+                WebSocketClosedError,
+                match=r"^connection closed by the server \(code 4000, reason 'bye'\)$",
             ) as exc_info:
                 await conn.receive()
             assert conn.close_code == 4000

@@ -264,8 +264,10 @@ async def test_server_close_is_answered_and_recorded() -> None:
 
     assert exc_info.value.code == 4002
     assert exc_info.value.reason == "maintenance"
-    # The reason is the peer's text: an attribute, not part of the message.
-    assert str(exc_info.value) == "connection closed by the server (code 4002)"
+    # The reason explains the close: in the message too (quoted).
+    assert (
+        str(exc_info.value) == "connection closed by the server (code 4002, reason 'maintenance')"
+    )
     assert record.ended_by == "server_close"
     assert record.close_code == 4002
 

@@ -46,6 +46,8 @@ from .._exceptions import (
     WebSocketReconnectError,
     WebSocketTimeoutError,
     WebSocketTLSError,
+    describe,
+    quote_close_reason,
 )
 from .._handshake import open_websocket_connection
 from .._ledger import OutageLedger
@@ -165,7 +167,7 @@ class Supervisor:
             await self._supervise_loop()
         except WebSocketError as exc:
             self._fatal = exc
-            logger.error("! %s failed: %s", self._endpoint, exc)
+            logger.error("! %s failed: %s", self._endpoint, describe(exc))
         finally:
             self._shutdown = True
             self._session = None
@@ -245,7 +247,13 @@ class Supervisor:
                     if _is_fatal(exc, self._endpoint.refreshes_credentials):
                         raise
                     last_error = exc
-                    logger.warning("! connecting to %s failed: %s", self._endpoint, exc)
+                    # The URL once (describe() leaves it out); the error itself for handlers.
+                    logger.warning(
+                        "! connecting to %s failed: %s",
+                        self._endpoint,
+                        describe(exc),
+                        extra={"error": exc},
+                    )
                     floor = (
                         exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
                     )
@@ -362,15 +370,16 @@ class Supervisor:
             return  # already reported (a shutdown racing the loop)
         self._last_disconnect = event
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
+        # The server's close reason says why it closed: it belongs on this line (quoted, masked).
+        reason = f", reason {quote_close_reason(event.close_reason)}" if event.close_reason else ""
         logger.log(
             level,
-            "= disconnected from %s: %s (code %s)",
+            "= disconnected from %s: %s (code %s%s)",
             self._endpoint,
             event.reason.name,
             event.code,
+            reason,
         )
-        if event.close_reason:
-            logger.debug("  close reason: %r", event.close_reason)
         self._events.publish(
             Disconnected(
                 reason=event.reason,
