@@ -82,9 +82,16 @@ class EventLog:
         return [e for e in self.events if isinstance(e, kind)]
 
     async def settled(self) -> None:
-        """Wait until this log has taken every event published so far: its task may not have
-        run since the last one (it once read 99 of 100 RotationCompleted that way)."""
-        await wait_until(lambda: self.listener._receive.statistics().current_buffer_used == 0)
+        """Wait until this log has taken every event published so far: nothing buffered, and
+        its task back waiting for the next one (an event handed straight to the waiting task
+        is in neither place until that task runs). It once counted 99 of 100 RotationCompleted
+        by reading too early, twice: the first fix only looked at the buffer."""
+
+        def idle() -> bool:
+            stats = self.listener._receive.statistics()
+            return stats.current_buffer_used == 0 and stats.tasks_waiting_receive == 1
+
+        await wait_until(idle)
 
 
 @asynccontextmanager
