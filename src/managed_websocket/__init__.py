@@ -16,6 +16,8 @@ from ._events import (
     RotationCompleted,
     RotationFailed,
     RotationStarted,
+    SubscriptionFailed,
+    SubscriptionsReplayed,
 )
 from ._exceptions import (
     WebSocketAbnormalClosureError,
@@ -30,6 +32,7 @@ from ._exceptions import (
     WebSocketProtocolError,
     WebSocketQueueFullError,
     WebSocketReconnectError,
+    WebSocketSubscriptionError,
     WebSocketTimeoutError,
     WebSocketTLSError,
 )
@@ -67,6 +70,8 @@ __all__ = [
     "RotationCompleted",
     "RotationFailed",
     "RotationStarted",
+    "SubscriptionFailed",
+    "SubscriptionsReplayed",
     "WebSocketAbnormalClosureError",
     "WebSocketClosedError",
     "WebSocketConnection",
@@ -81,6 +86,7 @@ __all__ = [
     "WebSocketQueueFullError",
     "WebSocketReconnectError",
     "WebSocketStats",
+    "WebSocketSubscriptionError",
     "WebSocketTLSError",
     "WebSocketTimeoutError",
     "connect_websocket",

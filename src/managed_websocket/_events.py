@@ -35,6 +35,8 @@ __all__ = [
     "RotationCompleted",
     "RotationFailed",
     "RotationStarted",
+    "SubscriptionFailed",
+    "SubscriptionsReplayed",
 ]
 
 
@@ -127,6 +129,27 @@ class GapDetected(LifecycleEvent):
 
     first_missing: int
     last_missing: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionsReplayed(LifecycleEvent):
+    """The subscriptions were sent again on a new connection, ``requests`` messages for
+    ``channels`` channels, and (with an acknowledging protocol) every answer came back;
+    ``failed`` of them were refused or not acknowledged (one :class:`SubscriptionFailed` each)."""
+
+    channels: int
+    requests: int
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionFailed(LifecycleEvent):
+    """The server refused these channels (``code``/``reason`` are its answer), or did not
+    acknowledge them within ``ack_timeout`` (``code`` None). They are no longer subscribed."""
+
+    channels: tuple[str, ...]
+    code: int | str | None
+    reason: str
 
 
 class EventListener:

@@ -15,14 +15,15 @@ Every exception derives from :class:`WebSocketError`::
     ├── WebSocketReconnectError             (attempts, last_error)
     ├── WebSocketProtocolError              (the peer broke RFC 6455; code 1002/1007)
     │   └── WebSocketMessageTooBigError     (our max_message_size; code 1009)
-    └── WebSocketQueueFullError             (overflow="error")
+    ├── WebSocketQueueFullError             (overflow="error")
+    └── WebSocketSubscriptionError          (channels, code, reason: refused or unanswered)
 
 Messages are built here from typed attributes, and every URL is masked here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ._redact import mask_url, mask_urls_in
 
@@ -39,6 +40,7 @@ __all__ = [
     "WebSocketProtocolError",
     "WebSocketQueueFullError",
     "WebSocketReconnectError",
+    "WebSocketSubscriptionError",
     "WebSocketTLSError",
     "WebSocketTimeoutError",
 ]
@@ -215,3 +217,28 @@ class WebSocketQueueFullError(WebSocketError):
         super().__init__(
             f"message queue full (queue_size={queue_size}, dropped {dropped_count} messages)"
         )
+
+
+class WebSocketSubscriptionError(WebSocketError):
+    """Raised by ``subscribe()``/``unsubscribe()`` when the server refuses the request (``code``
+    and ``reason`` are its answer), does not acknowledge it within ``ack_timeout`` (``code`` is
+    None), or when ``max_subscriptions`` or the protocol's message limits would be exceeded
+    (nothing was sent then)."""
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        reason: str,
+        *,
+        code: int | str | None = None,
+        operation: str = "subscribe",
+    ) -> None:
+        self.channels = tuple(channels)
+        self.code = code
+        self.reason = reason
+        self.operation = operation
+        shown = ", ".join(self.channels[:5])
+        if len(self.channels) > 5:
+            shown += f" and {len(self.channels) - 5} more"
+        detail = f"code {code}: " if code is not None else ""
+        super().__init__(f"{operation} {shown} failed: {detail}{mask_urls_in(reason)}")

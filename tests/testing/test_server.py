@@ -477,3 +477,49 @@ async def raw_upgrade_request_only(stream: anyio.abc.SocketStream, port: int) ->
         "Connection: Upgrade\r\nSec-WebSocket-Key: a2V5a2V5a2V5a2V5a2V5a2==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
+
+
+@pytest.mark.parametrize("hook_kind", ["sync", "async"])
+async def test_on_message_hook_sees_each_message_before_the_echo(
+    anyio_backend_name: str, hook_kind: str
+) -> None:
+    async with open_test_server() as server:
+        seen: list[tuple[int, str | bytes]] = []
+
+        async def answer(record: ClientRecord, message: str | bytes) -> None:
+            await server.send(record, f"answer to {message!r}")
+
+        if hook_kind == "async":
+            server.on_message(answer)
+        else:
+            server.on_message(lambda record, message: seen.append((record.index, message)))
+        async with connect(anyio_backend_name, server.url) as client:
+            await client.send("q1")
+            await client.send(b"q2")
+            with anyio.fail_after(WAIT):
+                if hook_kind == "async":
+                    assert await client.recv() == "answer to 'q1'"
+                assert await client.recv() == "q1"  # then the echo
+                if hook_kind == "async":
+                    assert await client.recv() == "answer to b'q2'"
+                assert await client.recv() == b"q2"
+        assert seen == ([(0, "q1"), (0, b"q2")] if hook_kind == "sync" else [])
+
+
+@pytest.mark.parametrize("verdict", [True, None, False, 403])
+async def test_authorize_accepts_or_refuses_before_the_upgrade(verdict: bool | int | None) -> None:
+    async with open_test_server() as server:
+        checked: list[str | None] = []
+
+        async def check(record: ClientRecord) -> bool | int | None:
+            checked.append(record.header("authorization"))
+            return verdict
+
+        server.authorize(check)
+        stream = await raw_connect(server.port)
+        async with stream:
+            head = (await raw_upgrade(stream, server.port)).split(b"\r\n")[0]
+        expected = {True: b"101", None: b"101", False: b"401", 403: b"403"}[verdict]
+        assert head.startswith(b"HTTP/1.1 " + expected)
+        assert checked == [None]
+        assert server.clients[0].handshake_completed is (expected == b"101")

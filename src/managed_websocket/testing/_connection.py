@@ -16,6 +16,7 @@ sends ``event.response()`` for both.
 
 from __future__ import annotations
 
+import inspect
 import socket
 import ssl
 import struct
@@ -49,8 +50,10 @@ from ._records import ClientRecord, EndedBy
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "AuthorizeHook",
     "ConnectionConfig",
     "HandshakeHook",
+    "MessageHook",
     "ServerConnection",
 ]
 
@@ -66,6 +69,11 @@ _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError
 _OPEN = (ConnectionState.OPEN,)
 
 HandshakeHook = Callable[[ClientRecord], Awaitable[None] | None]
+#: Called with each data message a client sent (after it is recorded, before the echo).
+MessageHook = Callable[[ClientRecord, "str | bytes"], Awaitable[None] | None]
+#: Judges an upgrade request before it is answered: True (or None) accepts it, False refuses it
+#: with 401, an int refuses it with that HTTP status.
+AuthorizeHook = Callable[[ClientRecord], "bool | int | None | Awaitable[bool | int | None]"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class ConnectionConfig:
     response_headers: tuple[tuple[str, str], ...]
     ssl_context: ssl.SSLContext | None
     on_handshake: HandshakeHook | None
+    on_message: MessageHook | None = None
+    authorize: AuthorizeHook | None = None
 
 
 class ServerConnection:
@@ -177,6 +187,8 @@ class ServerConnection:
         if request is None:
             return
         fault = self._fault
+        if fault is None and self._config.authorize is not None:
+            fault = await self._authorize(self._config.authorize)
         if isinstance(fault, Stall):
             await self._stall()
         if isinstance(fault, Refuse):
@@ -215,6 +227,15 @@ class ServerConnection:
                     self.record.request_headers = _parse_headers(bytes(received))
                     self.record._changed()
                     return event
+
+    async def _authorize(self, check: AuthorizeHook) -> Refuse | None:
+        verdict = check(self.record)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if verdict is None or verdict is True:
+            return None
+        status = 401 if verdict is False else int(verdict)
+        return Refuse(status, (), b"")
 
     async def _accept(self, request: Request) -> bool:
         chosen = next((p for p in request.subprotocols if p in self._config.subprotocols), None)
@@ -303,6 +324,11 @@ class ServerConnection:
             self._binary.clear()
         self.record.messages.append(message)
         self.record._changed()
+        hook = self._config.on_message
+        if hook is not None:
+            result = hook(self.record, message)
+            if result is not None:
+                await result
         if self._config.echo:
             await self._send(_message(message))
 

@@ -17,7 +17,14 @@ import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
-from ._connection import CLOSE_TIMEOUT, ConnectionConfig, HandshakeHook, ServerConnection
+from ._connection import (
+    CLOSE_TIMEOUT,
+    AuthorizeHook,
+    ConnectionConfig,
+    HandshakeHook,
+    MessageHook,
+    ServerConnection,
+)
 from ._faults import FaultSchedule, Flap, Refuse, Stall
 from ._records import ClientRecord, Notifier
 
@@ -86,6 +93,8 @@ class WebSocketTestServer:
         self._ssl_context = ssl_context
         self._response_headers = tuple(response_headers)
         self._hook: HandshakeHook | None = None
+        self._message_hook: MessageHook | None = None
+        self._authorize: AuthorizeHook | None = None
         self._faults = FaultSchedule()
         self._notifier = Notifier()
         self._connections: list[ServerConnection] = []
@@ -136,6 +145,8 @@ class WebSocketTestServer:
                 response_headers=self._response_headers,
                 ssl_context=self._ssl_context,
                 on_handshake=self._hook,
+                on_message=self._message_hook,
+                authorize=self._authorize,
             )
             connection = ServerConnection(stream, record, config, self._faults.next_fault())
             self._connections.append(connection)
@@ -354,6 +365,25 @@ class WebSocketTestServer:
         ``None`` to remove it. Exceptions it raises are bugs and fail the server.
         """
         self._hook = callback
+
+    def on_message(self, callback: MessageHook | None) -> None:
+        """Run ``callback(record, message)`` for each data message a future client sends, after
+        it is recorded and before it is echoed: a scripted exchange answers requests here.
+
+        The callback may be sync or async and runs in that client's read loop, so a slow one
+        delays reading (as a busy server would). Pass ``None`` to remove it. Exceptions it
+        raises are bugs and fail the server.
+        """
+        self._message_hook = callback
+
+    def authorize(self, check: AuthorizeHook | None) -> None:
+        """Judge each future upgrade request with ``check(record)`` before answering it.
+
+        ``record.path`` and ``record.request_headers`` are set. True (or None) accepts, False
+        refuses with HTTP 401, an int refuses with that status (e.g. 403). Sync or async. A
+        scheduled fault (:meth:`refuse_handshakes` and the like) comes first.
+        """
+        self._authorize = check
 
     # -- Helpers --------------------------------------------------------------------------------
 
