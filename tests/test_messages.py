@@ -2,12 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from managed_websocket._messages import (
-    GenericSubscriptions,
-    SubscriptionProtocol,
-    decode_json_or_raw,
-    encode_outgoing,
-)
+from managed_websocket._messages import decode_json_or_raw, encode_outgoing
 
 
 @pytest.mark.parametrize(
@@ -87,34 +82,3 @@ def test_decode_json_or_raw_returns_the_same_str_object_when_not_json() -> None:
 def test_decode_json_or_raw_survives_hostile_nesting() -> None:
     message = "[" * 100_000 + "]" * 100_000
     assert decode_json_or_raw(message) is message
-
-
-def test_generic_subscriptions() -> None:
-    protocol = GenericSubscriptions()
-    assert protocol.subscribe_message("btcusdt@trade") == {
-        "type": "subscribe",
-        "channel": "btcusdt@trade",
-    }
-    assert protocol.unsubscribe_message("btcusdt@trade") == {
-        "type": "unsubscribe",
-        "channel": "btcusdt@trade",
-    }
-    assert encode_outgoing(protocol.subscribe_message("c")) == '{"type":"subscribe","channel":"c"}'
-
-
-def test_subscription_protocol_is_structural() -> None:
-    class Kraken:
-        def subscribe_message(self, channel: str) -> object:
-            return {"method": "subscribe", "params": {"channel": channel}}
-
-        def unsubscribe_message(self, channel: str) -> object:
-            return {"method": "unsubscribe", "params": {"channel": channel}}
-
-    assert isinstance(GenericSubscriptions(), SubscriptionProtocol)
-    assert isinstance(Kraken(), SubscriptionProtocol)
-    assert not isinstance(object(), SubscriptionProtocol)
-
-
-def test_generic_subscriptions_instances_are_equal() -> None:
-    assert GenericSubscriptions() == GenericSubscriptions()
-    assert repr(GenericSubscriptions()) == "GenericSubscriptions()"

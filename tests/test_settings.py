@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from managed_websocket._messages import GenericSubscriptions, decode_json_or_raw
+from managed_websocket._messages import decode_json_or_raw
 from managed_websocket._models import ReconnectStrategy
 from managed_websocket._settings import (
     _VALIDATORS,
@@ -16,6 +16,7 @@ from managed_websocket._settings import (
     Settings,
     resolve_settings,
 )
+from managed_websocket._subscriptions import GenericSubscriptions
 
 SETTING_NAMES = {f.name for f in dataclasses.fields(Settings)}
 
@@ -322,7 +323,12 @@ def test_custom_subscription_protocol() -> None:
             return f"UNSUB {channel}"
 
     protocol = Protocol()
-    assert resolve_settings({"subscription_protocol": protocol}).subscription_protocol is protocol
+    # A plain object with the two one-channel methods is wrapped: one channel per request.
+    resolved = resolve_settings({"subscription_protocol": protocol}).subscription_protocol
+    assert resolved.subscribe_request(["c"], 7) == "SUB c"
+    assert resolved.unsubscribe_request(["c"], 8) == "UNSUB c"
+    assert resolved.max_per_message == 1
+    assert not resolved.acknowledged
 
 
 @pytest.mark.parametrize(
@@ -381,7 +387,7 @@ def test_keyword_value_errors(options: Mapping[str, Any], message: str) -> None:
         ({"decode": "json"}, "^decode must be callable or None, not str$"),
         ({"on_message": 42}, "^on_message must be callable or None, not int$"),
         ({"should_reconnect": True}, "^should_reconnect must be callable or None, not bool$"),
-        ({"subscription_protocol": object()}, "^subscription_protocol must have "),
+        ({"subscription_protocol": object()}, "^subscription_protocol must be a Subscription"),
     ],
 )
 def test_keyword_type_errors(options: Mapping[str, Any], message: str) -> None:

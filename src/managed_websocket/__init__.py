@@ -37,6 +37,7 @@ from ._exceptions import (
     WebSocketTLSError,
 )
 from ._handshake import connect_websocket, open_websocket_connection
+from ._heartbeat import Heartbeat, PingReply
 from ._ledger import Outage
 from ._manager import ManagedWebSocket, MessageIterator, open_managed_websocket
 from ._models import (
@@ -48,8 +49,18 @@ from ._models import (
 )
 from ._redact import mask_url
 from ._settings import ManagedWebSocketOptions
+from ._subscriptions import (
+    BinanceSubscriptions,
+    BybitSubscriptions,
+    GenericSubscriptions,
+    OkxSubscriptions,
+    SubscriptionProtocol,
+    SubscriptionReply,
+)
 
 __all__ = [
+    "BinanceSubscriptions",
+    "BybitSubscriptions",
     "Connected",
     "Connecting",
     "ConnectionState",
@@ -59,18 +70,24 @@ __all__ = [
     "Disconnected",
     "EventListener",
     "GapDetected",
+    "GenericSubscriptions",
+    "Heartbeat",
     "LifecycleEvent",
     "ManagedWebSocket",
     "ManagedWebSocketOptions",
     "MessageIterator",
     "MessagesDropped",
+    "OkxSubscriptions",
     "Outage",
+    "PingReply",
     "ReconnectScheduled",
     "ReconnectStrategy",
     "RotationCompleted",
     "RotationFailed",
     "RotationStarted",
     "SubscriptionFailed",
+    "SubscriptionProtocol",
+    "SubscriptionReply",
     "SubscriptionsReplayed",
     "WebSocketAbnormalClosureError",
     "WebSocketClosedError",

@@ -1,18 +1,13 @@
 """Application-level message encoding: what ``send()`` puts on the wire, what ``receive()`` returns.
 
-Pure functions, no I/O. Also the subscription protocol: how a channel name becomes the message that
-subscribes to it (SPEC section 2, ``subscription_protocol``; replayed in order by the manager).
+Pure functions, no I/O. Subscription requests are built in ``_subscriptions.py``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 __all__ = [
-    "GenericSubscriptions",
-    "SubscriptionProtocol",
     "decode_json_or_raw",
     "encode_outgoing",
 ]
@@ -66,27 +61,3 @@ def decode_json_or_raw(message: str | bytes) -> object:
         # ValueError covers JSONDecodeError; RecursionError is a hostile "[[[[...". Neither may
         # kill the receive loop: the consumer gets the text and can decide.
         return message
-
-
-@runtime_checkable
-class SubscriptionProtocol(Protocol):
-    """Builds the messages that subscribe to and unsubscribe from one channel.
-
-    The returned object goes through :func:`encode_outgoing`, so it may be a dict or list (sent as
-    JSON), a str or bytes.
-    """
-
-    def subscribe_message(self, channel: str) -> object: ...
-
-    def unsubscribe_message(self, channel: str) -> object: ...
-
-
-@dataclass(frozen=True, slots=True)  # stateless: all instances are equal, so Settings compare
-class GenericSubscriptions:
-    """The default protocol: ``{"type": "subscribe", "channel": c}`` and ``"unsubscribe"``."""
-
-    def subscribe_message(self, channel: str) -> dict[str, str]:
-        return {"type": "subscribe", "channel": channel}
-
-    def unsubscribe_message(self, channel: str) -> dict[str, str]:
-        return {"type": "unsubscribe", "channel": channel}

@@ -140,11 +140,14 @@ class WebSocketStats:
     # Received on a connection a rotation gave up (read by the old one after the switch, or
     # staged by a candidate that failed): the other connection carries the same feed.
     messages_superseded: int = 0
+    # Control messages consumed, not delivered: heartbeat replies, the server's application
+    # pings (ping_reply) and answers to subscription requests.
+    messages_consumed: int = 0
     gaps_detected: int = 0  # sequence jumps (with sequence_of)
     last_connect_time: float = 0.0  # wall clock, 0.0 = never
     last_disconnect_time: float = 0.0
     last_message_time: float = 0.0
-    latency: float | None = None  # last keepalive round trip, seconds
+    latency: float | None = None  # last keepalive (ping frame or heartbeat) round trip, seconds
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     _started: float | None = field(default=None, repr=False, compare=False)
     _connected_since: float | None = field(default=None, repr=False, compare=False)

@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict
 
-from ._messages import GenericSubscriptions, SubscriptionProtocol, decode_json_or_raw
+from ._heartbeat import Heartbeat, PingReply
+from ._messages import decode_json_or_raw
 from ._models import DisconnectReason, ReconnectStrategy
+from ._subscriptions import GenericSubscriptions, SubscriptionProtocol, as_protocol
 
 __all__ = [
     "Decoder",
@@ -35,6 +37,8 @@ __all__ = [
     "ShouldReconnect",
     "UrlProvider",
     "check_headers",
+    "effective_max_subscriptions",
+    "effective_send_rate",
     "resolve_settings",
 ]
 
@@ -86,7 +90,12 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     subprotocols: Iterable[str]
     ssl_context: ssl.SSLContext | None
     decode: Decoder | None
-    subscription_protocol: SubscriptionProtocol
+    subscription_protocol: SubscriptionProtocol | Any
+    ack_timeout: float
+    max_subscriptions: int | None
+    send_rate_limit: float | None
+    heartbeat: Heartbeat | None
+    ping_reply: PingReply | None
     should_disconnect: ShouldDisconnect | None
     should_reconnect: ShouldReconnect | None
     on_connect: OnConnect | None
@@ -132,6 +141,11 @@ class Settings:
     ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
     decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
     subscription_protocol: SubscriptionProtocol = field(default_factory=GenericSubscriptions)
+    ack_timeout: float = 10.0  # how long subscribe() waits for an acknowledging protocol's answer
+    max_subscriptions: int | None = None  # None: the protocol's (the venue's) limit, if any
+    send_rate_limit: float | None = None  # messages/s we send; None: the protocol's, if any
+    heartbeat: Heartbeat | None = None  # an application-level ping (a message, not a frame)
+    ping_reply: PingReply | None = None  # answers the server's application-level pings
     should_disconnect: ShouldDisconnect | None = None
     should_reconnect: ShouldReconnect | None = None
     on_connect: OnConnect | None = None
@@ -243,6 +257,9 @@ def _as_number(value: Any) -> float | None:
 
 # ---------------------------------------------------------------------------------------------
 # Explicit keywords: validated strictly, never clamped.
+
+
+_Validator: TypeAlias = Callable[[str, Any], object]
 
 
 def _number(name: str, value: object) -> float:
@@ -375,12 +392,26 @@ def _ssl_context(name: str, value: object) -> ssl.SSLContext | None:
 
 
 def _subscription_protocol(name: str, value: object) -> SubscriptionProtocol:
-    if not isinstance(value, SubscriptionProtocol):
+    protocol = as_protocol(value)
+    if protocol is None:
         raise TypeError(
-            f"{name} must have subscribe_message() and unsubscribe_message(), "
-            f"not {type(value).__name__}"
+            f"{name} must be a SubscriptionProtocol, or have subscribe_message() and "
+            f"unsubscribe_message(), not {type(value).__name__}"
         )
-    return value
+    return protocol
+
+
+def _positive_int_or_none(name: str, value: object) -> int | None:
+    return None if value is None else _integer(name, value, 1)
+
+
+def _instance_or_none(kind: type[Any]) -> _Validator:
+    def check(name: str, value: object) -> object:
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{name} must be a {kind.__name__} or None, not {type(value).__name__}")
+        return value
+
+    return check
 
 
 def _callable_or_none(name: str, value: object) -> object:
@@ -388,8 +419,6 @@ def _callable_or_none(name: str, value: object) -> object:
         raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
     return value
 
-
-_Validator: TypeAlias = Callable[[str, Any], object]
 
 #: One validator per Settings field; ``config`` is handled on its own.
 _VALIDATORS: dict[str, _Validator] = {
@@ -416,6 +445,11 @@ _VALIDATORS: dict[str, _Validator] = {
     "ssl_context": _ssl_context,
     "decode": _callable_or_none,
     "subscription_protocol": _subscription_protocol,
+    "ack_timeout": _positive,
+    "max_subscriptions": _positive_int_or_none,
+    "send_rate_limit": _positive_or_none,
+    "heartbeat": _instance_or_none(Heartbeat),
+    "ping_reply": _instance_or_none(PingReply),
     "max_connection_age": _positive_or_none,
     "rotation_timeout": _positive,
     "max_defer": _positive_or_none,
@@ -436,3 +470,17 @@ _VALIDATORS: dict[str, _Validator] = {
         _callable_or_none,
     ),
 }
+
+
+def effective_send_rate(settings: Settings) -> float | None:
+    """Messages per second we may send: the option, else the protocol's venue limit."""
+    if settings.send_rate_limit is not None:
+        return settings.send_rate_limit
+    return settings.subscription_protocol.send_rate_limit
+
+
+def effective_max_subscriptions(settings: Settings) -> int | None:
+    """Channels per connection: the option, else the protocol's venue limit."""
+    if settings.max_subscriptions is not None:
+        return settings.max_subscriptions
+    return settings.subscription_protocol.max_subscriptions

@@ -27,6 +27,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 from .._events import EventListener
 from .._exceptions import (
     WebSocketClosedError,
+    WebSocketSubscriptionError,
     WebSocketTimeoutError,
 )
 from .._ledger import Outage
@@ -171,33 +172,58 @@ class ManagedWebSocket(Supervisor):
         return self.stream()
 
     async def subscribe(self, *channels: str) -> None:
-        """Add channels (kept in order); sent now if connected (once on_connect has run, else
-        by the replay that follows it), replayed after every connect."""
+        """Add channels (kept in order, replayed after every connect).
+
+        Sent now if connected (batched as the ``subscription_protocol`` allows); with an
+        acknowledging protocol this returns once the server acknowledged. Not connected (or
+        the connection is lost before the answer): they are sent by the replay of the next
+        connection, whose failures are reported as :class:`SubscriptionFailed` events and
+        ``on_alert("subscription_failed", ...)``.
+
+        Raises:
+            WebSocketSubscriptionError: the server refused, or did not answer within
+                ``ack_timeout`` (those channels are not subscribed then); or, before anything
+                is sent, ``max_subscriptions`` would be exceeded or a channel does not fit in
+                a request.
+        """
         new = [c for c in dict.fromkeys(channels) if c not in self._subscriptions]
+        if not new:
+            return
+        self._check_subscribable(new)
         for channel in new:
             self._subscriptions[channel] = None
-        announced = self._announced
-        if self.is_connected and announced is not None:
-            for channel in new:
-                announced.add(channel)
-                await self._send_control(
-                    self._settings.subscription_protocol.subscribe_message(channel)
-                )
+        session, announced = self._session, self._announced
+        if session is None or announced is None or not self.is_connected:
+            return
+        todo = [c for c in new if c not in announced]
+        announced.update(todo)
+        sent = await self._send_requests(session.primary, todo, subscribe=True)
+        failures = await self._await_answers(sent, "subscribe")
+        if failures:
+            for error in failures:
+                self._drop_channels(error.channels, announced)
+            raise _combined(failures)
 
     async def unsubscribe(self, *channels: str) -> None:
-        """Remove channels; the unsubscribe message is sent now if connected."""
+        """Remove channels; the unsubscribe request is sent now if connected (and, with an
+        acknowledging protocol, this returns once the server acknowledged).
+
+        Raises:
+            WebSocketSubscriptionError: the server refused or did not answer in time (the
+                channels are removed all the same: they are not replayed).
+        """
         removed = [c for c in dict.fromkeys(channels) if c in self._subscriptions]
         for channel in removed:
             del self._subscriptions[channel]
-        announced = self._announced
-        if self.is_connected and announced is not None:
-            for channel in removed:
-                if channel not in announced:
-                    continue  # never sent on this connection
-                announced.discard(channel)
-                await self._send_control(
-                    self._settings.subscription_protocol.unsubscribe_message(channel)
-                )
+        session, announced = self._session, self._announced
+        if session is None or announced is None or not self.is_connected:
+            return
+        todo = [c for c in removed if c in announced]  # never sent on this connection: skip
+        announced.difference_update(todo)
+        sent = await self._send_requests(session.primary, todo, subscribe=False)
+        failures = await self._await_answers(sent, "unsubscribe")
+        if failures:
+            raise _combined(failures)
 
     async def request_disconnect(
         self,
@@ -464,6 +490,17 @@ class MessageIterator:
             return await self._next()
         except InboxClosed:
             raise StopAsyncIteration from None
+
+
+def _combined(failures: list[WebSocketSubscriptionError]) -> WebSocketSubscriptionError:
+    """One error for a call whose requests failed: every channel, the first answer's reason."""
+    if len(failures) == 1:
+        return failures[0]
+    first = failures[0]
+    channels = [channel for error in failures for channel in error.channels]
+    return WebSocketSubscriptionError(
+        channels, first.reason, code=first.code, operation=first.operation
+    )
 
 
 def open_managed_websocket(

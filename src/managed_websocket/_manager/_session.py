@@ -25,9 +25,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -42,9 +42,12 @@ from .._exceptions import (
 )
 from .._ledger import OutageLedger
 from .._models import DisconnectEvent, DisconnectReason, WebSocketStats
-from .._settings import Settings
+from .._ratelimit import TokenBucket
+from .._settings import Settings, effective_send_rate
 from .._sync import FastLock
+from ._acks import Requests
 from ._callbacks import CallbackRunner
+from ._control import AppHeartbeat, ControlMessages
 from ._critical import CriticalSections
 from ._inbox import Inbox
 from ._rotation import Deduplicator
@@ -80,6 +83,7 @@ class Shared:
     critical: CriticalSections
     events: EventHub
     ledger: OutageLedger
+    requests: Requests
     on_dropped: Callable[[int], Awaitable[None]]
     rotate: Callable[[DisconnectReason], Awaitable[bool]]
     logger: logging.Logger
@@ -99,9 +103,11 @@ class Link:
     __slots__ = (
         "_scopes",
         "_warm",
+        "bucket",
         "cancelled",
         "conn",
         "failure",
+        "heartbeat",
         "hot",
         "opened_at",
         "retired",
@@ -109,8 +115,13 @@ class Link:
         "staged_keys",
     )
 
-    def __init__(self, conn: WebSocketConnection, *, staged: bool) -> None:
+    def __init__(
+        self, conn: WebSocketConnection, *, staged: bool, send_rate: float | None = None
+    ) -> None:
         self.conn = conn
+        # send_rate_limit is the venue's per connection: each link has its own bucket.
+        self.bucket = None if send_rate is None else TokenBucket(send_rate, anyio.current_time())
+        self.heartbeat: AppHeartbeat | None = None  # with Heartbeat: set by its receive loop
         self._scopes: list[anyio.CancelScope] = []
         self.cancelled = False
         self.staged: list[Any] | None = [] if staged else None
@@ -148,6 +159,7 @@ class Link:
 class Session:
     __slots__ = (
         "_candidates",
+        "_control",
         "_data_at",
         "_dedup",
         "_delivery_lock",
@@ -169,7 +181,8 @@ class Session:
         self._shared = shared
         self._settings = shared.settings
         self._inbox = inbox
-        self.primary = Link(conn, staged=False)
+        self.primary = Link(conn, staged=False, send_rate=effective_send_rate(self._settings))
+        self._control = ControlMessages(shared)
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
         self._delivery_lock = FastLock()
@@ -192,6 +205,20 @@ class Session:
     def conn(self) -> WebSocketConnection:
         return self.primary.conn
 
+    @property
+    def shared(self) -> Shared:
+        return self._shared
+
+    @property
+    def inbox_blocked(self) -> bool:
+        """Whether a delivery waits for room under ``block``: nobody reads meanwhile."""
+        return self._inbox.blocked
+
+    def spawn(self, task: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``task`` in this session's group: it ends with the session."""
+        assert self._group is not None
+        self._group.start_soon(task, *args)
+
     def end(self, event: DisconnectEvent) -> None:
         """End this session for ``event``'s reason (the first call wins)."""
         if self.ending is None:
@@ -204,9 +231,7 @@ class Session:
         if self._group is not None:
             self._group.cancel_scope.cancel()
 
-    async def run(
-        self, on_open: Callable[[WebSocketConnection], Awaitable[None]]
-    ) -> DisconnectEvent:
+    async def run(self, on_open: Callable[[Link], Awaitable[None]]) -> DisconnectEvent:
         """Serve until something ends the session; return why. Every socket is closed after."""
         self._inbox.puller = self
         try:
@@ -225,7 +250,7 @@ class Session:
                     tg.start_soon(self._receive_loop, self.primary)
                 try:
                     # In this task: it reports the startup (task_status) once it is done.
-                    await on_open(self.primary.conn)
+                    await on_open(self.primary)
                 except WebSocketError as exc:
                     # The connection died during on_connect/resubscribe; the reader reports why.
                     self._shared.logger.debug("! connection failed while opening: %s", exc)
@@ -245,7 +270,9 @@ class Session:
                 candidates, self._candidates = self._candidates, []
                 for candidate in candidates:
                     self._supersede(len(candidate.staged or ()))
+                    self._shared.requests.forget(candidate.conn)
                     await candidate.conn.abort()
+                self._shared.requests.forget(self.primary.conn)
                 await self._close_primary()
         if self.ending is None:
             self.ending = DisconnectEvent(DisconnectReason.NETWORK_ERROR, at=time.time())
@@ -269,7 +296,7 @@ class Session:
     def add_candidate(self, conn: WebSocketConnection) -> Link:
         """Start serving a new connection beside the primary; it stages what it receives."""
         assert self._group is not None
-        link = Link(conn, staged=True)
+        link = Link(conn, staged=True, send_rate=effective_send_rate(self._settings))
         self._candidates.append(link)
         self._serve_link(link)
         return link
@@ -302,6 +329,7 @@ class Session:
             link.staged = None
         self.abandon_rotation()
         link.cancel()
+        self._shared.requests.forget(link.conn)
         with anyio.CancelScope(shield=True):
             await link.conn.abort()
 
@@ -319,6 +347,7 @@ class Session:
             old = self.primary
             old.retired = True
             old.cancel()
+            self._shared.requests.forget(old.conn)
             old.conn.interrupt_read()  # a consumer in pull() moves to the new primary
             self._candidates.remove(link)
             self.primary = link
@@ -349,6 +378,7 @@ class Session:
     def _link_failed(self, link: Link, event: DisconnectEvent) -> None:
         if link.retired:
             return
+        self._shared.requests.forget(link.conn)
         if link is self.primary:
             self.end(event)
         else:  # a candidate died while warming up: the rotation fails, the primary stays
@@ -358,11 +388,20 @@ class Session:
 
     async def _receive_loop(self, link: Link) -> None:
         interval = self._settings.ping_interval
-        keepalive = None if interval is None else _Keepalive(self, link, interval)
+        timers: list[_Keepalive | AppHeartbeat] = []
+        if interval is not None:
+            timers.append(_Keepalive(self, link, interval))
+        heartbeat = self._settings.heartbeat
+        if heartbeat is not None:
+            link.heartbeat = AppHeartbeat(heartbeat, self, link)
+            timers.append(link.heartbeat)
         with link.task_scope():
-            await self._receive(link, keepalive)
+            if len(timers) < 2:
+                await self._receive(link, timers[0] if timers else None)
+            else:
+                await self._receive(link, _Timers(timers))
 
-    async def _receive(self, link: Link, keepalive: _Keepalive | None) -> None:
+    async def _receive(self, link: Link, keepalive: _Timer | None) -> None:
         conn = link.conn
         deadline = math.inf
         try:
@@ -469,6 +508,54 @@ class Session:
         decode = self._settings.decode
         if decode is not None:
             batch = self._decode(decode, batch)
+        if self._control.active(link):
+            # Heartbeat replies, server pings and subscription answers are consumed here.
+            batch, replies = self._control.consume(link, batch)
+            if replies:
+                return await self._deliver_with_replies(link, batch, replies)
+            if not batch:
+                return 0
+        return await self._deliver_decoded(link, batch)
+
+    async def _deliver_with_replies(self, link: Link, batch: list[Any], replies: list[Any]) -> int:
+        """Answers to the server's pings go out at once, before a wait for room in the queue
+        (the server would close on a slow consumer's account). A consumer reading the socket
+        itself queues first: its path awaits nothing before that, so a cancel loses nothing."""
+        if self._pulling and link is self.primary and not self._delivery_lock.locked():
+            dropped = await self._deliver_decoded(link, batch) if batch else 0
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
+                await self._send_replies(link, replies)
+            return dropped
+        try:
+            await self._send_replies(link, replies)
+        except BaseException:
+            if batch:
+                self._undelivered(link, batch)
+            raise
+        return await self._deliver_decoded(link, batch) if batch else 0
+
+    async def _send_replies(self, link: Link, replies: list[Any]) -> None:
+        for reply in replies:
+            with contextlib.suppress(WebSocketError):  # it ended; its reader says why
+                await self.send(link, reply, paced=False)
+
+    async def send(self, link: Link, data: str | bytes, *, paced: bool = True) -> None:
+        """Send on ``link``'s connection, within ``send_rate_limit``: ``paced`` waits for a
+        token; otherwise the message goes at once and the debt delays the next ones."""
+        bucket = link.bucket
+        if bucket is not None:
+            delay = bucket.reserve(anyio.current_time())
+            if delay and paced:
+                await anyio.sleep(delay)
+        try:
+            await link.conn.send(data)
+        except WebSocketClosedError:
+            if link is self.primary:
+                self.send_failed()
+            raise
+        self._shared.stats.record_sent(len(data))
+
+    async def _deliver_decoded(self, link: Link, batch: list[Any]) -> int:
         if link.staged is not None:
             link.staged.extend(batch)
             if self._dedup is not None:
@@ -743,3 +830,37 @@ class _Keepalive:
     def _next(self, now: float) -> None:
         self._sent_at = None
         self.deadline = now + self._interval
+
+
+class _Timer(Protocol):
+    """What a receive loop runs between its reads: wait until ``deadline``, then ``step()``."""
+
+    @property
+    def deadline(self) -> float: ...
+
+    async def step(self) -> bool: ...
+
+    def delivered(self) -> None: ...
+
+
+class _Timers:
+    """The protocol keepalive and the application heartbeat, for one receive loop."""
+
+    __slots__ = ("_timers",)
+
+    def __init__(self, timers: list[_Keepalive | AppHeartbeat]) -> None:
+        self._timers = timers
+
+    @property
+    def deadline(self) -> float:
+        return min(timer.deadline for timer in self._timers)
+
+    async def step(self) -> bool:
+        for timer in self._timers:
+            if not await timer.step():
+                return False
+        return True
+
+    def delivered(self) -> None:
+        for timer in self._timers:
+            timer.delivered()

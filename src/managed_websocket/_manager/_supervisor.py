@@ -14,7 +14,6 @@ current session and switches to it once warm; see ``_session.py`` and ``_rotatio
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 from collections.abc import Mapping
@@ -37,6 +36,8 @@ from .._events import (
     RotationCompleted,
     RotationFailed,
     RotationStarted,
+    SubscriptionFailed,
+    SubscriptionsReplayed,
 )
 from .._exceptions import (
     WebSocketClosedError,
@@ -44,6 +45,7 @@ from .._exceptions import (
     WebSocketError,
     WebSocketHandshakeError,
     WebSocketReconnectError,
+    WebSocketSubscriptionError,
     WebSocketTimeoutError,
     WebSocketTLSError,
     describe,
@@ -59,13 +61,20 @@ from .._models import (
     ReconnectStrategy,
     WebSocketStats,
 )
-from .._settings import ShouldReconnect, UrlProvider, resolve_settings
+from .._settings import (
+    ShouldReconnect,
+    UrlProvider,
+    effective_max_subscriptions,
+    resolve_settings,
+)
+from .._subscriptions import plan_requests
+from ._acks import PendingRequest, Requests
 from ._callbacks import CallbackRunner
 from ._critical import CriticalSections
 from ._endpoint import Endpoint
 from ._inbox import Inbox
 from ._plan import plan_after_disconnect
-from ._session import Session, Shared
+from ._session import Link, Session, Shared
 from ._state import StateMachine
 
 __all__ = ["Supervisor"]
@@ -102,6 +111,7 @@ class Supervisor:
         "_owner_group",
         "_phase_scope",
         "_reconnect_after",
+        "_requests",
         "_rotating",
         "_run_group",
         "_run_scope",
@@ -127,6 +137,7 @@ class Supervisor:
         # Channels subscribed on the current connection; None until on_connect has returned
         # (until then subscribe() leaves the sending to the replay, so nothing goes out twice).
         self._announced: set[str] | None = None
+        self._requests = Requests(self._settings.subscription_protocol, self._stats, logger)
         self._session: Session | None = None
         self._critical = CriticalSections()
         self._handshake_time: float | None = None  # how long the last dial took (TCP+TLS+upgrade)
@@ -339,6 +350,7 @@ class Supervisor:
             critical=self._critical,
             events=self._events,
             ledger=self._ledger,
+            requests=self._requests,
             on_dropped=self._on_dropped,
             rotate=self._rotate,
             logger=logger,
@@ -348,22 +360,156 @@ class Supervisor:
     def _closes_gracefully_when_cancelled(self) -> bool:
         return self._owner_group is not None
 
-    async def _on_open(self, conn: WebSocketConnection) -> None:
+    async def _on_open(self, link: Link) -> None:
         await self._callbacks.call("on_connect", self._settings.on_connect)
-        self._announced = await self._replay_subscriptions(conn)
+        session = self._session
+        assert session is not None
+        # From here subscribe() sends what the replay has not (the replay skips what it sent).
+        announced: set[str] = set()
+        self._announced = announced
+        await self._replay_subscriptions(session, link, announced)
         # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
         # on_connect has run and the subscriptions are replayed, on both backends alike.
         self._report_started()
 
-    async def _replay_subscriptions(self, conn: WebSocketConnection) -> set[str]:
-        announced: set[str] = set()
-        for channel in list(self._subscriptions):
-            # subscribe()/unsubscribe() may run while we await: send each live channel once.
-            if channel in self._subscriptions and channel not in announced:
-                announced.add(channel)
-                message = self._settings.subscription_protocol.subscribe_message(channel)
-                await self._send_control(message, conn)
-        return announced
+    # ------------------------------------------------------------------ subscriptions
+
+    async def _replay_subscriptions(
+        self, session: Session, link: Link, announced: set[str]
+    ) -> None:
+        """Send, in order and batched, every subscription not yet ``announced`` on ``link``
+        (and those subscribe()d meanwhile); unsubscribe what ``announced`` has but the set no
+        longer has (after a rotation's switch). Answers are awaited in a task of the session:
+        a refusal is an alert and a :class:`SubscriptionFailed`, never a silent loss."""
+        sent: list[tuple[list[str], PendingRequest | None]] = []
+        failures: list[WebSocketSubscriptionError] = []
+        try:
+            while todo := [c for c in self._subscriptions if c not in announced]:
+                announced.update(todo)
+                sent += await self._send_requests(link, todo, subscribe=True)
+            if extra := [c for c in announced if c not in self._subscriptions]:
+                announced.difference_update(extra)
+                await self._send_requests(link, extra, subscribe=False)
+        except WebSocketSubscriptionError as exc:  # the protocol could not build a request
+            failures.append(exc)
+        if not (sent or failures):
+            return
+        if any(pending is not None for _, pending in sent):
+            session.spawn(self._finish_replay, sent, announced, failures)
+        else:
+            await self._finish_replay(sent, announced, failures)
+
+    async def _finish_replay(
+        self,
+        sent: list[tuple[list[str], PendingRequest | None]],
+        announced: set[str],
+        failures: list[WebSocketSubscriptionError],
+    ) -> None:
+        failures = failures + await self._await_answers(sent, "subscribe")
+        failed = 0
+        for error in failures:
+            self._drop_channels(error.channels, announced)
+            failed += len(error.channels)
+            logger.warning("! resubscribing on %s: %s", self._endpoint, error)
+            self._events.publish(
+                SubscriptionFailed(channels=error.channels, code=error.code, reason=error.reason)
+            )
+            await self._callbacks.call(
+                "on_alert",
+                self._settings.on_alert,
+                "subscription_failed",
+                str(error),
+                {"channels": list(error.channels), "code": error.code, "reason": error.reason},
+            )
+        channels = sum(len(batch) for batch, _ in sent)
+        logger.info("= resubscribed %d channels on %s", channels - failed, self._endpoint)
+        self._events.publish(
+            SubscriptionsReplayed(channels=channels, requests=len(sent), failed=failed)
+        )
+
+    def _check_subscribable(self, channels: list[str]) -> None:
+        """Raise before anything is sent if ``channels`` cannot be subscribed."""
+        limit = effective_max_subscriptions(self._settings)
+        if limit is not None and len(self._subscriptions) + len(channels) > limit:
+            raise WebSocketSubscriptionError(
+                channels,
+                f"max_subscriptions={limit} would be exceeded "
+                f"({len(self._subscriptions)} subscribed, {len(channels)} more asked)",
+            )
+        try:
+            plan_requests(self._settings.subscription_protocol, channels)
+        except ValueError as exc:
+            raise WebSocketSubscriptionError(channels, str(exc)) from None
+
+    async def _send_requests(
+        self, link: Link, channels: list[str], *, subscribe: bool
+    ) -> list[tuple[list[str], PendingRequest | None]]:
+        """Send (un)subscribe requests for ``channels`` on ``link``, batched as the protocol
+        allows, within send_rate_limit. Stops quietly if the connection is gone: the channels
+        stay subscribed and the next connection replays them."""
+        protocol = self._settings.subscription_protocol
+        build = protocol.subscribe_request if subscribe else protocol.unsubscribe_request
+        operation = "subscribe" if subscribe else "unsubscribe"
+        sent: list[tuple[list[str], PendingRequest | None]] = []
+        for batch in plan_requests(protocol, channels, subscribe=subscribe):
+            pending = self._requests.open(link.conn, batch) if protocol.acknowledged else None
+            request_id = pending.request_id if pending is not None else self._requests.next_id()
+            try:
+                encoded = encode_outgoing(build(batch, request_id))
+            except Exception as exc:
+                if pending is not None:
+                    self._requests.abandon(pending)
+                self._stats.callback_errors += 1
+                raise WebSocketSubscriptionError(
+                    batch,
+                    f"{type(protocol).__name__} could not build the request: {exc!r}",
+                    operation=operation,
+                ) from exc
+            try:
+                await self._send_encoded(encoded, link)
+            except WebSocketClosedError:
+                self._requests.forget(link.conn)
+                break
+            sent.append((batch, pending))
+        return sent
+
+    async def _await_answers(
+        self, sent: list[tuple[list[str], PendingRequest | None]], operation: str
+    ) -> list[WebSocketSubscriptionError]:
+        """Wait (at most ack_timeout) for the answers to ``sent``; return the failures."""
+        waiting = [pending for _, pending in sent if pending is not None]
+        timeout = self._settings.ack_timeout
+        try:
+            with anyio.move_on_after(timeout):
+                for request in waiting:
+                    await request.done.wait()
+        finally:
+            for request in waiting:
+                if not request.done.is_set():
+                    self._requests.abandon(request)  # a late answer is delivered
+        failures = []
+        for batch, pending in sent:
+            if pending is None or pending.lost:
+                continue  # not acknowledged by this protocol, or replayed on the next connection
+            if not pending.done.is_set():
+                reason = f"no answer within ack_timeout={timeout:g} s"
+                failures.append(WebSocketSubscriptionError(batch, reason, operation=operation))
+            elif pending.reply is not None:
+                failures.append(
+                    WebSocketSubscriptionError(
+                        batch,
+                        pending.reply.reason or "refused by the server",
+                        code=pending.reply.code,
+                        operation=operation,
+                    )
+                )
+        return failures
+
+    def _drop_channels(self, channels: tuple[str, ...], announced: set[str]) -> None:
+        """Channels the server refused (or never acknowledged) are no longer subscribed."""
+        for channel in channels:
+            self._subscriptions.pop(channel, None)
+            announced.discard(channel)
 
     async def _after_disconnect(self, event: DisconnectEvent) -> None:
         if event is self._last_disconnect:
@@ -532,9 +678,10 @@ class Supervisor:
                 await conn.abort()
             return self._rotation_failed("the current connection ended meanwhile")
         link = session.add_candidate(conn)
+        announced: set[str] = set()
         try:
             await self._callbacks.call("on_connect", self._settings.on_connect)
-            announced = await self._replay_subscriptions(conn)
+            await self._replay_subscriptions(session, link, announced)
             with anyio.move_on_after(self._settings.rotation_timeout):
                 await link.warm.wait()
             ready = link.warm.is_set() and link.failure is None and session.ending is None
@@ -564,6 +711,8 @@ class Supervisor:
             )
         staged, duplicates = switched
         self._announced = announced
+        # subscribe()/unsubscribe() during the rotation went to the old connection only.
+        await self._replay_subscriptions(session, link, announced)
         self._stats.record_connect()
         self._stats.rotations += 1
         self._stats.overlap_messages += staged
@@ -591,25 +740,11 @@ class Supervisor:
         if self._phase_scope is not None:
             self._phase_scope.cancel()
 
-    async def _send_encoded(
-        self, encoded: str | bytes, conn: WebSocketConnection | None = None
-    ) -> None:
+    async def _send_encoded(self, encoded: str | bytes, link: Link | None = None) -> None:
         session = self._session
         if session is None or not self._state.state.can_send():
             raise WebSocketClosedError("not connected", code=1006)
-        target = conn or session.conn
-        try:
-            await target.send(encoded)
-        except WebSocketClosedError:
-            if target is session.conn:
-                session.send_failed()
-            raise
-        self._stats.record_sent(len(encoded))
-
-    async def _send_control(self, message: object, conn: WebSocketConnection | None = None) -> None:
-        # If the connection just went, the channel stays subscribed and is replayed on the next.
-        with contextlib.suppress(WebSocketClosedError):
-            await self._send_encoded(encode_outgoing(message), conn)
+        await session.send(link or session.primary, encoded)
 
 
 def _reconnect_verdict(verdict: object) -> float | None:
