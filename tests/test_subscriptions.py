@@ -64,7 +64,7 @@ def test_binance_requests_and_answers() -> None:
         [1, 2],
     ):
         assert protocol.parse_reply(data) is None
-    assert protocol.send_rate_limit == 5.0  # the venue's limit: 5 incoming messages a second
+    assert protocol.send_rate_limit == 4.0  # the venue allows 5 a second, our pongs included
     assert protocol.max_subscriptions == 1024
     assert BinanceSubscriptions(max_subscriptions=200).max_subscriptions == 200  # futures
 

@@ -128,12 +128,12 @@ class BinanceSubscriptions(SubscriptionProtocol):
 
     Answers: ``{"result": null, "id": n}``; errors ``{"error": {"code": 2, "msg": ..}, "id": n}``,
     or the older ``{"code": 2, "msg": ..}`` without an id (matched to the oldest request). The
-    venue closes a connection that sends more than 5 messages a second (1008), allows 1,024
-    streams per connection (200 on futures and options: pass ``max_subscriptions``) and drops
-    requests much over 8,000 characters.
+    venue closes a connection that sends more than 5 messages a second (1008; its count includes
+    our pong frames, hence a default of 4), allows 1,024 streams per connection (200 on futures
+    and options: pass ``max_subscriptions``) and drops requests much over 8,000 characters.
     """
 
-    send_rate_limit: float | None = 5.0
+    send_rate_limit: float | None = 4.0
     max_subscriptions: int | None = 1024
     max_per_message: ClassVar[int] = 200
     max_message_chars: ClassVar[int | None] = 4000

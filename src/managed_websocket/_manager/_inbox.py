@@ -155,6 +155,10 @@ class Inbox:
     def queued(self) -> int:
         return self._queued
 
+    def has_room(self, count: int) -> bool:
+        """Whether ``count`` more messages fit within ``queue_size`` (always, if unbounded)."""
+        return count <= self._limit - self._queued
+
     @property
     def blocked(self) -> bool:
         """True while the producer waits for consumers (``overflow="block"``, queue full)."""

@@ -42,7 +42,7 @@ from .._exceptions import (
 )
 from .._ledger import OutageLedger
 from .._models import DisconnectEvent, DisconnectReason, WebSocketStats
-from .._ratelimit import TokenBucket
+from .._ratelimit import SendPacer
 from .._settings import Settings, effective_send_rate
 from .._sync import FastLock
 from ._acks import Requests
@@ -103,13 +103,14 @@ class Link:
     __slots__ = (
         "_scopes",
         "_warm",
-        "bucket",
         "cancelled",
         "conn",
         "failure",
         "heartbeat",
+        "held",
         "hot",
         "opened_at",
+        "pacer",
         "retired",
         "staged",
         "staged_keys",
@@ -119,9 +120,10 @@ class Link:
         self, conn: WebSocketConnection, *, staged: bool, send_rate: float | None = None
     ) -> None:
         self.conn = conn
-        # send_rate_limit is the venue's per connection: each link has its own bucket.
-        self.bucket = None if send_rate is None else TokenBucket(send_rate, anyio.current_time())
+        # send_rate_limit is the venue's per connection: each link has its own pacer.
+        self.pacer = None if send_rate is None else SendPacer(send_rate)
         self.heartbeat: AppHeartbeat | None = None  # with Heartbeat: set by its receive loop
+        self.held: list[Any] = []  # read ahead while a delivery waited for room
         self._scopes: list[anyio.CancelScope] = []
         self.cancelled = False
         self.staged: list[Any] | None = [] if staged else None
@@ -169,6 +171,7 @@ class Session:
         "_pulls",
         "_pulls_seen",
         "_reader_wake",
+        "_reads_ahead",
         "_settings",
         "_shared",
         "ended_at",
@@ -183,6 +186,12 @@ class Session:
         self._inbox = inbox
         self.primary = Link(conn, staged=False, send_rate=effective_send_rate(self._settings))
         self._control = ControlMessages(shared)
+        settings = self._settings
+        self._reads_ahead = (
+            settings.overflow == "block"
+            and settings.queue_size > 0
+            and (settings.ping_reply is not None or settings.heartbeat is not None)
+        )
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
         self._delivery_lock = FastLock()
@@ -416,6 +425,9 @@ class Session:
                     batch = await conn.read_batch(deadline)
                 if batch:
                     dropped = await self._deliver(link, batch)
+                    while link.held:  # read ahead while the batch waited for room
+                        held, link.held = link.held, []
+                        dropped += await self._deliver_decoded(link, held)
                     if dropped:
                         await self._shared.on_dropped(dropped)
                     if keepalive is not None:
@@ -540,11 +552,12 @@ class Session:
                 await self.send(link, reply, paced=False)
 
     async def send(self, link: Link, data: str | bytes, *, paced: bool = True) -> None:
-        """Send on ``link``'s connection, within ``send_rate_limit``: ``paced`` waits for a
-        token; otherwise the message goes at once and the debt delays the next ones."""
-        bucket = link.bucket
-        if bucket is not None:
-            delay = bucket.reserve(anyio.current_time())
+        """Send on ``link``'s connection, within ``send_rate_limit``: ``paced`` waits for its
+        slot; otherwise (answers to the server's pings) it goes at once and takes a slot, so
+        the next messages wait for it."""
+        pacer = link.pacer
+        if pacer is not None:
+            delay = pacer.reserve(anyio.current_time())
             if delay and paced:
                 await anyio.sleep(delay)
         try:
@@ -631,9 +644,64 @@ class Session:
         # consumer is the one who would make it.
         if self._pulling or not wait_for_room:
             dropped = self._inbox.put_nowait(batch)
+        elif self._reads_ahead and not self._inbox.has_room(len(batch)):
+            await self._put_reading_ahead(self.primary, batch)
+            dropped = 0
         else:
             dropped = await self._inbox.put_batch(batch)
         return duplicates, dropped
+
+    async def _put_reading_ahead(self, link: Link, batch: list[Any]) -> None:
+        """``block`` with a full queue, on a feed that must hear from us (``ping_reply``,
+        ``heartbeat``): while the batch waits for room, read on, answer the server's pings and
+        our heartbeat's replies at once, and hold the data read meanwhile (at most
+        ``queue_size`` messages, then reading stops as usual) for the receive loop to deliver
+        next, in order. Else a slow consumer would get the connection cut by the venue."""
+        conn = link.conn
+        held = link.held
+        done = False
+
+        async def put() -> None:
+            nonlocal done
+            try:
+                await self._inbox.put_batch(batch)
+            finally:
+                done = True
+                conn.interrupt_read()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(put)
+                heartbeat = link.heartbeat
+                while not done and len(held) < self._settings.queue_size:
+                    deadline = math.inf if heartbeat is None else heartbeat.deadline
+                    more = await conn.read_batch(deadline)
+                    if more:
+                        await self._read_ahead(link, more)
+                    elif heartbeat is not None and not done:
+                        await heartbeat.step()  # its verdict waits for the loop
+        except WebSocketError as exc:
+            # The batch is queued (put's finally); what was held is delivered by the loop.
+            self._link_failed(link, event_for_error(exc))
+        except BaseException:
+            if held:
+                link.held = []
+                self._undelivered(link, held)
+            raise
+
+    async def _read_ahead(self, link: Link, batch: list[Any]) -> None:
+        self._shared.stats.record_received(len(batch), sum(map(len, batch)))
+        if self._settings.max_silence is not None:
+            self._data_at = anyio.current_time()
+        decode = self._settings.decode
+        if decode is not None:
+            batch = self._decode(decode, batch)
+        replies: list[Any] = []
+        if self._control.active(link):
+            batch, replies = self._control.consume(link, batch)
+        link.held.extend(batch)
+        if replies:
+            await self._send_replies(link, replies)
 
     async def _call_on_message(self, on_message: Callable[[Any], Any], batch: list[Any]) -> None:
         try:

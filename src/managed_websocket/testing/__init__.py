@@ -17,6 +17,9 @@ refused — put :func:`open_fault_proxy` (a TCP proxy) in front of it, or of any
     async with open_test_server() as server, open_fault_proxy("127.0.0.1", server.port) as proxy:
         ...  # connect to proxy.url_for("/ws")
         proxy.blackhole()
+
+To test exchange protocols (acknowledged subscriptions, required heartbeats, server pings, rate
+limits, fresh tokens), wrap the server in :func:`open_venue`.
 """
 
 from __future__ import annotations
@@ -24,13 +27,17 @@ from __future__ import annotations
 from ._proxy import FaultProxy, ProxyCounters, open_fault_proxy
 from ._records import ClientRecord, EndedBy
 from ._server import WebSocketTestServer, open_test_server
+from ._venue import Dialect, Venue, open_venue
 
 __all__ = [
     "ClientRecord",
+    "Dialect",
     "EndedBy",
     "FaultProxy",
     "ProxyCounters",
+    "Venue",
     "WebSocketTestServer",
     "open_fault_proxy",
     "open_test_server",
+    "open_venue",
 ]
