@@ -13,7 +13,7 @@ import difflib
 import math
 import numbers
 import ssl
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict
 
@@ -110,6 +110,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     sequence_of: Callable[[Any], int | None] | None
     max_defer: float | None
     max_silence: float | None
+    urls: Sequence[str]
     config: Mapping[str, Any] | None
 
 
@@ -170,7 +171,7 @@ def resolve_settings(options: Mapping[str, Any]) -> Settings:
     :class:`ValueError` for a value out of range; the message names the option.
     """
     for name in options:
-        if name not in _VALIDATORS and name != "config":
+        if name not in _VALIDATORS and name not in ("config", "urls"):
             raise TypeError(f"unexpected option {name!r}{_suggestion(name)}")
     values: dict[str, Any] = _from_config(_check_config(options.get("config")))
     for name, value in options.items():
@@ -180,7 +181,7 @@ def resolve_settings(options: Mapping[str, Any]) -> Settings:
 
 
 def _suggestion(name: str) -> str:
-    close = difflib.get_close_matches(name, [*_VALIDATORS, "config"], n=1)
+    close = difflib.get_close_matches(name, [*_VALIDATORS, "config", "urls"], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -64,9 +64,13 @@ class ManagedWebSocket(Supervisor):
     :class:`ManagedWebSocketOptions`; see the docs for the state machine and reconnect rules.
     """
 
-    def __init__(self, url: str | UrlProvider, **options: Unpack[ManagedWebSocketOptions]) -> None:
+    def __init__(
+        self, url: str | UrlProvider | None = None, **options: Unpack[ManagedWebSocketOptions]
+    ) -> None:
         """``url``: a ``ws://``/``wss://`` URL, or a zero-argument callable (sync or async) that
-        returns one, called before every dial (fresh credentials per attempt)."""
+        returns one, called before every dial (fresh credentials per attempt). Or, instead,
+        ``urls=[...]``: endpoints for failover, each with its own backoff, the first preferred
+        whenever it is available."""
         super().__init__(url, options)
 
     def __repr__(self) -> str:
@@ -504,7 +508,7 @@ def _combined(failures: list[WebSocketSubscriptionError]) -> WebSocketSubscripti
 
 
 def open_managed_websocket(
-    url: str | UrlProvider, **options: Unpack[ManagedWebSocketOptions]
+    url: str | UrlProvider | None = None, **options: Unpack[ManagedWebSocketOptions]
 ) -> ManagedWebSocket:
     """``async with open_managed_websocket(url, **options) as ws:`` — see :class:`ManagedWebSocket`."""
     return ManagedWebSocket(url, **options)

@@ -126,9 +126,15 @@ class Supervisor:
         "_task_status",
     )
 
-    def __init__(self, url: str | UrlProvider, options: Mapping[str, Any]) -> None:
-        self._settings = resolve_settings(options)
-        self._endpoint = Endpoint(url, self._settings.headers)
+    def __init__(self, url: str | UrlProvider | None, options: Mapping[str, Any]) -> None:
+        urls = options.get("urls")
+        self._settings = resolve_settings({k: v for k, v in options.items() if k != "urls"})
+        if (url is None) == (urls is None):
+            raise TypeError("give either url or urls=[...] (a failover list), not both")
+        if isinstance(urls, str):
+            raise TypeError("urls must be a list of str, not a str")
+        target: str | UrlProvider | Any = url if url is not None else urls
+        self._endpoint = Endpoint(target, self._settings.headers)
         self._stats = WebSocketStats(clock=anyio.current_time)
         self._callbacks = CallbackRunner(self._stats, logger)
         self._state = StateMachine(logger, str(self._endpoint))
@@ -210,6 +216,14 @@ class Supervisor:
                 )
                 self._reconnect_after = None
                 attempt, floor = plan.attempt, plan.floor
+                if self._endpoint.failover:
+                    self._endpoint.dropped(
+                        anyio.current_time(),
+                        self._settings,
+                        stable=connected_for >= self._settings.stable_connection_time,
+                        reactive=event.reason.is_reactive,
+                        floor=floor,
+                    )
                 if plan.reconnect_after is not None:
                     self._dial_at = anyio.current_time() + plan.reconnect_after
                 plan_wait, poll = not plan.reconnect, plan.poll_should_reconnect
@@ -268,6 +282,7 @@ class Supervisor:
                     floor = (
                         exc.retry_after or 0.0 if isinstance(exc, WebSocketHandshakeError) else 0.0
                     )
+                    self._endpoint.failed(anyio.current_time(), self._settings, floor)
                     attempt += 1
                     continue
                 if not (scope.cancel_called or self._shutdown):
@@ -281,7 +296,8 @@ class Supervisor:
 
     async def _open(self) -> WebSocketConnection:
         s = self._settings
-        target, headers = await self._endpoint.resolve()  # the providers, before every dial
+        # The providers, before every dial; or the failover endpoint whose backoff is over.
+        target, headers = await self._endpoint.resolve(anyio.current_time())
         return await open_websocket_connection(
             target,
             headers=headers,
@@ -299,6 +315,8 @@ class Supervisor:
             and s.should_reconnect is not None
         ):
             return max(await self._ask_should_reconnect(s.should_reconnect), floor)
+        if self._endpoint.failover:
+            return self._endpoint.wait(anyio.current_time())  # each endpoint has its own backoff
         return backoff_delay(s, attempt, floor=floor)
 
     async def _ask_should_reconnect(self, predicate: ShouldReconnect) -> float:
