@@ -77,7 +77,7 @@ def test_default_backoff_table_matches_the_policy() -> None:
 
 
 def test_every_example_is_run_and_shown() -> None:
-    tests = (Path(__file__).parent / "test_examples.py").read_text()
+    tests = "".join(test.read_text() for test in Path(__file__).parent.glob("test_*.py"))
     pages = "".join(page.read_text() for page in DOCS.rglob("*.md"))
     for example in (DOCS / "examples").glob("*.py"):
         assert f'"{example.stem}"' in tests, f"{example.name} is not run by a test"

@@ -104,54 +104,68 @@ class AppHeartbeat:
         self._heartbeat = heartbeat
         self._session = session
         self._link = link
-        self._sent_at = 0.0
         self.awaiting = False
-        self.deadline = anyio.current_time() + heartbeat.interval
+        # As if one had been sent when the connection opened: the first goes out after interval.
+        self._sent_at = anyio.current_time()
+        self.deadline = self._sent_at + heartbeat.interval
 
     @property
     def is_reply(self) -> Any:
         return self._heartbeat.is_reply
 
     async def step(self) -> bool:
+        """Once the deadline has passed: send the heartbeat, or judge the one in flight. False:
+        the connection is dead. The deadline never moves earlier (a reply changes nothing the
+        loop waits for): it is the next send or the reply's timeout, whichever comes first."""
         now = anyio.current_time()
         if now < self.deadline:
             return True
+        heartbeat = self._heartbeat
+        if self.awaiting:
+            if now < self._sent_at + heartbeat.timeout:
+                self.deadline = self._sent_at + heartbeat.timeout
+                return True
+            if self._session.inbox_blocked:
+                # Nobody read while the queue was full: the reply may be unread. Ask again.
+                self.awaiting = False
+            else:
+                self._session.shared.logger.warning(
+                    "! no heartbeat reply within %g s: connection considered dead",
+                    heartbeat.timeout,
+                )
+                return False
+        if now < self._sent_at + heartbeat.interval:  # answered before its time: wait for it
+            self.deadline = self._sent_at + heartbeat.interval
+            return True
+        await self._send(now)
+        return True
+
+    async def _send(self, now: float) -> None:
         session = self._session
         heartbeat = self._heartbeat
-        if not self.awaiting:
-            try:
-                message = encode_outgoing(heartbeat.next_message())
-            except Exception:
-                session.shared.stats.callback_errors += 1
-                session.shared.logger.exception("! the heartbeat message could not be built")
-                self.deadline = now + heartbeat.interval
-                return True
-            self.awaiting = True
+        try:
+            message = encode_outgoing(heartbeat.next_message())
+        except Exception:
+            session.shared.stats.callback_errors += 1
+            session.shared.logger.exception("! the heartbeat message could not be built")
             self._sent_at = now
-            self.deadline = now + heartbeat.timeout
-            with (
-                anyio.move_on_after(heartbeat.timeout),  # a send that cannot go out counts
-                contextlib.suppress(WebSocketError),  # it ended; the next read says why
-            ):
-                await session.send(self._link, message)
-            return True
-        if session.inbox_blocked:
-            # Nobody read while the queue was full: the reply may be unread. Ask again.
-            self.awaiting = False
-            return True
-        session.shared.logger.warning(
-            "! no heartbeat reply within %g s: connection considered dead", heartbeat.timeout
-        )
-        return False
+            self.deadline = now + heartbeat.interval
+            return
+        self.awaiting = True
+        self._sent_at = now
+        self.deadline = now + min(heartbeat.interval, heartbeat.timeout)
+        with (
+            anyio.move_on_after(heartbeat.timeout),  # a send that cannot go out counts
+            contextlib.suppress(WebSocketError),  # it ended; the next read says why
+        ):
+            await session.send(self._link, message)
 
     def delivered(self) -> None:
         """A delivery may have kept the loop from reading past the reply's time: no verdict
         from that wait, send the heartbeat again."""
-        if self.awaiting and anyio.current_time() >= self.deadline:
+        if self.awaiting and anyio.current_time() >= self._sent_at + self._heartbeat.timeout:
             self.awaiting = False
 
     def answered(self) -> None:
-        now = anyio.current_time()
         self.awaiting = False
-        self._session.shared.stats.latency = now - self._sent_at
-        self.deadline = max(self._sent_at + self._heartbeat.interval, now)
+        self._session.shared.stats.latency = anyio.current_time() - self._sent_at

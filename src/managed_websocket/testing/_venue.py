@@ -17,7 +17,9 @@ What it models (each optional):
 - **Subscriptions** in a dialect: ``"generic"`` (``{"type": "subscribe", "channel": c}``, no
   answer), ``"binance"`` (answers by id, ``{"error": ..}`` for a refusal), ``"okx"`` (one
   ``{"event": "subscribe", "arg": ..}`` per channel, an anonymous ``{"event": "error"}``),
-  ``"bybit"`` (``{"success": .., "req_id": ..}``). Refusals by channel (:meth:`Venue.reject`) or
+  ``"bybit"`` (``{"success": .., "req_id": ..}``), ``"kucoin"`` (``{"type": "subscribe",
+  "topic": "/market/ticker:A,B", "id": ..}`` → ``{"type": "ack", "id": ..}``), ``"htx"``
+  (``{"sub": topic, "id": ..}`` → ``{"status": "ok", "subbed": topic, "id": ..}``). Refusals by channel (:meth:`Venue.reject`) or
   beyond ``max_subscriptions`` per connection; :meth:`Venue.hold_answers` delays or withholds
   answers. :meth:`Venue.publish` sends to a channel's subscribers.
 - **Required heartbeats**: :meth:`Venue.require_heartbeat` answers the client's application
@@ -48,9 +50,9 @@ from ._server import WebSocketTestServer
 
 __all__ = ["Dialect", "Venue", "open_venue"]
 
-Dialect = Literal["generic", "binance", "okx", "bybit"]
+Dialect = Literal["generic", "binance", "okx", "bybit", "kucoin", "htx"]
 
-_DIALECTS = ("generic", "binance", "okx", "bybit")
+_DIALECTS = ("generic", "binance", "okx", "bybit", "kucoin", "htx")
 
 
 @asynccontextmanager
@@ -59,18 +61,20 @@ async def open_venue(
     dialect: Dialect = "generic",
     *,
     max_subscriptions: int | None = None,
+    encode: Callable[[Any], str | bytes] | None = None,
 ) -> AsyncIterator[Venue]:
     """Make ``server`` behave like a venue speaking ``dialect`` while the block runs.
 
     It installs the server's ``on_handshake``, ``on_message`` and ``authorize`` hooks (and
     removes them after). ``max_subscriptions``: channels one connection may hold; a request
-    beyond it is refused as the dialect refuses.
+    beyond it is refused as the dialect refuses. ``encode``: how the venue turns what it sends
+    into a frame (default: JSON text for a dict or list; HTX, say, sends gzip-compressed binary).
     """
     if dialect not in _DIALECTS:
         raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}, not {dialect!r}")
     group = anyio.create_task_group()
     await group.__aenter__()
-    venue = Venue(server, dialect, max_subscriptions, group)
+    venue = Venue(server, dialect, max_subscriptions, group, encode or _encode)
     server.on_handshake(venue._greet)
     server.on_message(venue._on_message)
     try:
@@ -124,8 +128,10 @@ class Venue:
         dialect: Dialect,
         max_subscriptions: int | None,
         group: TaskGroup,
+        encode: Callable[[Any], str | bytes],
     ) -> None:
         self.server = server
+        self._encode = encode
         self.dialect = dialect
         self.max_subscriptions = max_subscriptions
         self._group = group
@@ -221,7 +227,7 @@ class Venue:
         sent = 0
         for state in list(self._clients.values()):
             if channel in state.channels and not state.muted and not state.record.closed:
-                sent += await self.server.send(state.record, _encode(data))
+                sent += await self.server.send(state.record, self._encode(data))
         return sent
 
     # -- Hooks ----------------------------------------------------------------------------------
@@ -338,7 +344,7 @@ class Venue:
 
     async def _send(self, client: _Client, data: Any) -> None:
         if not client.muted:
-            await self.server.send(client.record, _encode(data))
+            await self.server.send(client.record, self._encode(data))
 
     def _targets(self, client: ClientRecord | None) -> list[_Client]:
         if client is None:
@@ -386,6 +392,17 @@ def _parse_request(
         op = request.get("op")
         if op in ("subscribe", "unsubscribe"):
             return op == "subscribe", list(request.get("args", [])), request.get("req_id")
+    elif dialect == "kucoin":
+        kind = request.get("type")
+        topic = request.get("topic")
+        if kind in ("subscribe", "unsubscribe") and isinstance(topic, str):
+            prefix, _, symbols = topic.partition(":")
+            channels = [f"{prefix}:{s}" for s in symbols.split(",")] if symbols else [prefix]
+            return kind == "subscribe", channels, request.get("id")
+    elif dialect == "htx":
+        for key, subscribe in (("sub", True), ("unsub", False)):
+            if isinstance(request.get(key), str):
+                return subscribe, [request[key]], request.get("id")
     else:
         kind = request.get("type")
         if kind in ("subscribe", "unsubscribe") and isinstance(request.get("channel"), str):
@@ -433,4 +450,16 @@ def _answers(
         return [
             {"success": True, "ret_msg": "", "conn_id": "venue", "req_id": request_id, "op": op}
         ]
+    if dialect == "kucoin":
+        if refused is not None:
+            _, code, reason = refused
+            return [{"id": request_id, "type": "error", "code": code, "data": reason}]
+        return [{"id": request_id, "type": "ack"}] if request.get("response") else []
+    if dialect == "htx":
+        key = "subbed" if "sub" in request else "unsubbed"
+        if refused is not None:
+            _, code, reason = refused
+            return [{"id": request_id, "status": "error", "err-code": code, "err-msg": reason}]
+        topic = request.get("sub", request.get("unsub"))
+        return [{"id": request_id, "status": "ok", key: topic, "ts": int(time.time() * 1000)}]
     return []
