@@ -95,7 +95,8 @@ def test_settings_are_frozen() -> None:
 
 def test_every_option_is_declared_validated_and_stored() -> None:
     assert set(_VALIDATORS) == SETTING_NAMES
-    assert ManagedWebSocketOptions.__optional_keys__ == SETTING_NAMES | {"config"}
+    # urls is the manager's (its endpoints), not a setting.
+    assert ManagedWebSocketOptions.__optional_keys__ == SETTING_NAMES | {"config", "urls"}
     assert ManagedWebSocketOptions.__required_keys__ == frozenset()
 
 
@@ -388,6 +389,10 @@ def test_keyword_value_errors(options: Mapping[str, Any], message: str) -> None:
         ({"on_message": 42}, "^on_message must be callable or None, not int$"),
         ({"should_reconnect": True}, "^should_reconnect must be callable or None, not bool$"),
         ({"subscription_protocol": object()}, "^subscription_protocol must be a Subscription"),
+        ({"heartbeat": "ping"}, "^heartbeat must be a Heartbeat or None, not str$"),
+        ({"ping_reply": print}, "^ping_reply must be a PingReply or None, not builtin_function"),
+        ({"max_subscriptions": 2.5}, "^max_subscriptions must be an int, not float$"),
+        ({"send_rate_limit": "5"}, "^send_rate_limit must be a number, not str$"),
     ],
 )
 def test_keyword_type_errors(options: Mapping[str, Any], message: str) -> None:
@@ -433,3 +438,53 @@ def test_unknown_option_suggests_a_close_name() -> None:
 def test_unknown_option_is_reported_before_a_bad_value() -> None:
     with pytest.raises(TypeError, match="^unexpected option 'ssl'"):
         resolve_settings({"ping_timeout": -1, "ssl": False})
+
+
+def test_exchange_options_resolve_with_the_protocols_venue_limits() -> None:
+    from managed_websocket import BinanceSubscriptions, Heartbeat, PingReply
+    from managed_websocket._settings import effective_max_subscriptions, effective_send_rate
+
+    plain = resolve_settings({})
+    assert (plain.ack_timeout, plain.heartbeat, plain.ping_reply) == (10.0, None, None)
+    assert effective_send_rate(plain) is None  # unlimited by default
+    assert effective_max_subscriptions(plain) is None
+    binance = resolve_settings({"subscription_protocol": BinanceSubscriptions()})
+    assert effective_send_rate(binance) == 4.0
+    assert effective_max_subscriptions(binance) == 1024
+    mine = resolve_settings(
+        {
+            "subscription_protocol": BinanceSubscriptions(),
+            "send_rate_limit": 2,
+            "max_subscriptions": 200,
+        }
+    )
+    assert effective_send_rate(mine) == 2.0
+    assert effective_max_subscriptions(mine) == 200
+    heartbeat = Heartbeat("ping", 20, lambda m: m == "pong")
+    ping_reply = PingReply(lambda m: "ping" in m, lambda m: {"pong": m["ping"]})
+    both = resolve_settings({"heartbeat": heartbeat, "ping_reply": ping_reply})
+    assert (both.heartbeat, both.ping_reply) == (heartbeat, ping_reply)
+    for name, value in (("ack_timeout", 0), ("send_rate_limit", -1), ("max_subscriptions", 0)):
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            resolve_settings({name: value})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ((42, 20, bool), TypeError, "message must be a str, bytes, dict, list or a callable"),
+        (("ping", 0, bool), ValueError, "interval must be > 0"),
+        (("ping", 20, bool, float("inf")), ValueError, "timeout must be > 0"),
+        (("ping", "20", bool), TypeError, "interval must be a number, not str"),
+        (("ping", 20, "pong"), TypeError, "is_reply must be callable"),
+    ],
+)
+def test_a_heartbeat_is_checked_when_it_is_made(
+    arguments: tuple[Any, ...], error: type[Exception], message: str
+) -> None:
+    from managed_websocket import Heartbeat, PingReply
+
+    with pytest.raises(error, match=message):
+        Heartbeat(*arguments)
+    with pytest.raises(TypeError, match="must be callable"):
+        PingReply("ping", "pong")  # type: ignore[arg-type]

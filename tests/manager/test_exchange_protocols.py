@@ -23,6 +23,7 @@ from managed_websocket import (
     SubscriptionsReplayed,
     WebSocketClosedError,
     WebSocketSubscriptionError,
+    WebSocketTimeoutError,
 )
 from managed_websocket.testing import open_test_server, open_venue
 
@@ -424,3 +425,32 @@ async def test_a_venue_that_wants_fresh_tokens_gets_one_per_dial() -> None:
                     await wait_until(lambda n=connects: ws.stats.connects >= n and ws.is_connected)
         assert [c.path for c in server.clients] == [f"/ws/{key}" for key in issued]
         assert all(c.handshake_completed for c in server.clients)
+
+
+async def test_a_rotation_replays_on_the_new_connection_and_its_answers_are_consumed() -> None:
+    async with (
+        open_test_server(echo=False) as server,
+        open_venue(server, "binance") as venue,
+        ManagedWebSocket(server.url, subscription_protocol=BinanceSubscriptions(), **FAST) as ws,
+        anyio.create_task_group() as tg,
+    ):
+        await ws.subscribe("btcusdt@trade")
+
+        async def feed() -> None:  # the new connection warms up on its first trade
+            for n in range(10_000):
+                await venue.publish("btcusdt@trade", {"e": "trade", "n": n})
+                await anyio.sleep(0.005)
+
+        tg.start_soon(feed)
+        with anyio.fail_after(WAIT):
+            assert await ws.rotate()
+            tg.cancel_scope.cancel()
+        second = requests_seen(server, 1)
+        assert second == [{"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 2}]
+        assert ws.stats.messages_consumed == 2  # both answers, neither delivered
+        received = []
+        with contextlib.suppress(WebSocketTimeoutError):
+            while True:  # everything queued, until nothing more comes: trades only
+                received.append(await ws.receive(timeout=0.1))
+        assert received
+        assert all(m.get("e") == "trade" for m in received)
