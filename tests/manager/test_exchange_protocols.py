@@ -454,3 +454,52 @@ async def test_a_rotation_replays_on_the_new_connection_and_its_answers_are_cons
                 received.append(await ws.receive(timeout=0.1))
         assert received
         assert all(m.get("e") == "trade" for m in received)
+
+
+@pytest.mark.parametrize("consumer", ["receive", "batches"])
+async def test_a_burst_far_larger_than_the_queue_with_pings_in_it_loses_nothing(
+    consumer: str,
+) -> None:
+    """Read-ahead under block, pushed past every buffer: 3,000 messages with a server ping
+    after every 50th, a queue of 20 and a consumer that dawdles now and then."""
+    async with (
+        open_test_server(echo=False) as server,
+        ManagedWebSocket(
+            server.url,
+            ping_reply=PingReply(htx_ping, htx_pong),
+            queue_size=20,
+            overflow="block",
+            **FAST,
+        ) as ws,
+        anyio.create_task_group() as tg,
+    ):
+        await server.wait_for_handshakes(1)
+        client = server.clients[0]
+        total, pings = 3000, 0
+
+        async def burst() -> None:
+            nonlocal pings
+            for n in range(total):
+                await server.send(client, json.dumps({"n": n}))
+                if n % 50 == 49:
+                    pings += 1
+                    await server.send(client, json.dumps({"ping": n}))
+
+        tg.start_soon(burst)
+        received: list[Any] = []
+        with anyio.fail_after(WAIT * 4):
+            while len(received) < total:
+                if consumer == "receive":
+                    received.append(await ws.receive())
+                else:
+                    received.extend(await ws.batches().__anext__())
+                if len(received) % 500 < 5:
+                    await anyio.sleep(0.02)  # the consumer falls behind now and then
+            await server.wait_for_messages(pings, client)  # every ping was answered
+        assert received == [{"n": n} for n in range(total)]
+        assert ws.stats.messages_received == total + pings
+        assert ws.stats.messages_consumed == pings
+        assert ws.stats.messages_dropped == 0
+        assert [json.loads(m) for m in client.messages] == [
+            {"pong": n} for n in range(49, total, 50)
+        ]
