@@ -172,6 +172,7 @@ class Session:
         "_pulls_seen",
         "_reader_wake",
         "_reads_ahead",
+        "_reply_lock",
         "_settings",
         "_shared",
         "ended_at",
@@ -195,6 +196,7 @@ class Session:
         self._candidates: list[Link] = []
         self._dedup: Deduplicator | None = None
         self._delivery_lock = FastLock()
+        self._reply_lock = FastLock()
         # A consumer reading the primary connection itself (pull()); how many pulls began, and
         # how many the receive loop had seen when it last looked; _reader_wake: the receive loop
         # waits for the current pull to end.
@@ -466,15 +468,16 @@ class Session:
         The receive loop gives way meanwhile and reads again once the consumer leaves.
 
         Returns False when it cannot: the session is ending, another consumer is reading,
-        ``on_message`` must run in the receive loop, or a delivery is under way (it may be
-        waiting for room that only consumers make, and what this one would read must queue
-        after it). Then wait for what the receive loop queues instead. True means: look at the
+        ``on_message`` must run in the receive loop, or a delivery is under way or messages
+        read ahead wait for one (it may be waiting for room that only consumers make, and what
+        this one would read must queue after it). Then wait for what the receive loop queues instead. True means: look at the
         inbox again; it returns as soon as anything else is queued (:meth:`stop_pull`)."""
         if (
             self._pulling
             or self.ending is not None
             or self._settings.on_message is not None
             or self._delivery_lock.locked()
+            or self.primary.held  # read ahead, not yet queued: what it would read comes after
         ):
             return False
         link = self.primary
@@ -532,24 +535,42 @@ class Session:
     async def _deliver_with_replies(self, link: Link, batch: list[Any], replies: list[Any]) -> int:
         """Answers to the server's pings go out at once, before a wait for room in the queue
         (the server would close on a slow consumer's account). A consumer reading the socket
-        itself queues first: its path awaits nothing before that, so a cancel loses nothing."""
+        itself queues first: its path awaits nothing before that, so a cancel loses nothing.
+        The receive loop answers holding the delivery lock: a consumer's pull meanwhile would
+        read and queue later messages ahead of this batch."""
+        if link.staged is not None:  # a candidate stages: nobody else reads its socket
+            dropped = await self._deliver_decoded(link, batch) if batch else 0
+            await self._send_replies(link, replies)
+            return dropped
         if self._pulling and link is self.primary and not self._delivery_lock.locked():
             dropped = await self._deliver_decoded(link, batch) if batch else 0
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
                 await self._send_replies(link, replies)
             return dropped
         try:
-            await self._send_replies(link, replies)
+            await self._delivery_lock.acquire()
         except BaseException:
-            if batch:
-                self._undelivered(link, batch)
+            self._undelivered(link, batch)
             raise
-        return await self._deliver_decoded(link, batch) if batch else 0
+        try:
+            try:
+                await self._send_replies(link, replies)
+            except BaseException:
+                self._undelivered(link, batch)
+                raise
+            if not batch or link.retired:
+                return self._supersede(len(batch))
+            return await self._deliver_now(batch)
+        finally:
+            self._delivery_lock.release()
 
     async def _send_replies(self, link: Link, replies: list[Any]) -> None:
-        for reply in replies:
-            with contextlib.suppress(WebSocketError):  # it ended; its reader says why
-                await self.send(link, reply, paced=False)
+        # In the order the pings were read: the receive loop and a consumer's pull may both
+        # have answers to send (each took the socket in turn), and the lock is FIFO.
+        async with self._reply_lock:
+            for reply in replies:
+                with contextlib.suppress(WebSocketError):  # it ended; its reader says why
+                    await self.send(link, reply, paced=False)
 
     async def send(self, link: Link, data: str | bytes, *, paced: bool = True) -> None:
         """Send on ``link``'s connection, within ``send_rate_limit``: ``paced`` waits for its
@@ -602,6 +623,8 @@ class Session:
     def _undelivered(self, link: Link, batch: list[Any]) -> None:
         """A delivery was cut short by the end of its session: queue the batch at once, or
         count it as superseded if a rotation replaced its connection meanwhile."""
+        if not batch:
+            return
         if link.retired:
             self._supersede(len(batch))
         else:
