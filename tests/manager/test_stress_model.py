@@ -4,12 +4,14 @@ Each case draws a queue size and overflow policy, a burst of ``{"seq": n}`` mess
 ``queue_size``) written in one write or split at random byte offsets (mid-header included), a
 consumer style (``receive``, ``async for``, ``batches()``, ``on_message``) with pauses, keepalive
 settings, and a fault that strikes during the burst (close, drop, reset, a half-open peer,
-``rotate()`` with and without ``dedup_key``). After the burst the server sends end markers (later
+``rotate()`` with and without ``dedup_key``), and in some cases server pings (``{"ping": n}``) in
+the burst, answered by ``ping_reply`` (which makes ``block`` read ahead). After the burst the server sends end markers (later
 seqs) on whatever connection is live until the consumer sees one. Then every invariant of
 docs/concepts.md ("Delivery guarantees") is checked:
 
 - conservation: messages received = delivered + dropped + still queued (+ what a rotation
-  deduplicated or superseded);
+  deduplicated or superseded, + the pings consumed);
+- every ping that was read is answered once, and each connection's answers are in order;
 - under ``block`` nothing is dropped, and without a fault that loses a connection's unread
   bytes, every seq of the burst arrives;
 - order is kept and nothing is repeated (a rotation without ``dedup_key`` may repeat at most its
@@ -38,6 +40,7 @@ import pytest
 
 from managed_websocket import (
     ManagedWebSocket,
+    PingReply,
     WebSocketQueueFullError,
     WebSocketStats,
     WebSocketTimeoutError,
@@ -79,6 +82,7 @@ class Case:
     fault_after: int  # the fault strikes after this many writes of the burst
     leave_early: bool  # the consumer stops reading before the close (a full queue at close)
     ending: str
+    pings_every: int = 0  # a server ping after every n messages of the burst (0: none)
 
 
 def draw(seed: int) -> Case:
@@ -106,11 +110,25 @@ def draw(seed: int) -> Case:
         fault_after=rng.randint(0, len(cuts) + 1),  # the last: after the whole burst
         leave_early=rng.random() < 0.2,
         ending=rng.choice(ENDINGS),
+        pings_every=rng.choice((0, 0, 1, 10, 50)),  # drawn last: older seeds keep their cases
     )
 
 
 def frame(seq: int) -> bytes:
     return server_frame(json.dumps({"seq": seq}))
+
+
+def burst_bytes(case: Case) -> bytes:
+    every = case.pings_every
+    return b"".join(
+        frame(n)
+        + (server_frame(json.dumps({"ping": n})) if every and n % every == every - 1 else b"")
+        for n in range(case.burst)
+    )
+
+
+def is_ping(message: Any) -> bool:
+    return isinstance(message, dict) and "ping" in message
 
 
 def split(data: bytes, cuts: tuple[int, ...]) -> list[bytes]:
@@ -129,6 +147,7 @@ class Run:
         self.overruns: list[float] = []  # timed waits that outlived their timeout by > SLACK
         self.saw_end = anyio.Event()
         self.rotated: anyio.Event | None = None  # set once a rotation ended (either way)
+        self.pongs: list[list[int]] = []  # the answers each connection got, in order
 
     def manager(self, server: WebSocketTestServer) -> ManagedWebSocket:
         case = self.case
@@ -148,6 +167,8 @@ class Run:
             options["dedup_key"] = seq_of
         if case.consumer == "on_message":
             options["on_message"] = self.on_message
+        if case.pings_every:
+            options["ping_reply"] = PingReply(is_ping, lambda m: {"pong": m["ping"]})
         return ManagedWebSocket(server.url + "/ws", **options)
 
     async def on_message(self, message: Any) -> None:
@@ -221,7 +242,7 @@ class Run:
         then send end markers to every live connection until the consumer has seen one."""
         case = self.case
         first = server.clients[0]
-        data = b"".join(frame(n) for n in range(case.burst))
+        data = burst_bytes(case)
         async with anyio.create_task_group() as tg:
             for index, chunk in enumerate(split(data, case.cuts)):
                 if index == case.fault_after and case.fault is not None:
@@ -291,6 +312,10 @@ async def run_case(case: Case) -> None:
             close_took = anyio.current_time() - started  # the ending, then leaving async with
             # Everything still queued is handed out after the close, then the queue ends.
             await drain(ws, run)
+        run.pongs = [
+            [json.loads(m)["pong"] for m in client.messages if "pong" in str(m)]
+            for client in server.clients
+        ]
     check(case, run, ws, close_took)
 
 
@@ -310,7 +335,12 @@ async def drain(ws: ManagedWebSocket, run: Run) -> None:
 def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None:
     stats = ws.stats
     seqs = run.seqs
-    accounted = stats.messages_dropped + stats.duplicates_dropped + stats.messages_superseded
+    accounted = (
+        stats.messages_dropped
+        + stats.duplicates_dropped
+        + stats.messages_superseded
+        + stats.messages_consumed
+    )
     if case.consumer == "on_message":
         # Every message is queued after on_message saw it (or, when the session ended while
         # on_message ran, queued without it): the queue hands out or drops each of them.
@@ -326,6 +356,12 @@ def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None
             assert set(range(case.burst)) <= set(seqs), "lost under block"
     else:
         assert (run.overflow_errors > 0) <= (case.overflow == "error")
+    pongs = [n for answers in run.pongs for n in answers]
+    assert len(pongs) == len(set(pongs)) <= stats.messages_consumed, "each ping answered once"
+    for answers in run.pongs:
+        assert answers == sorted(answers), "answers in the order of the pings"
+    if not case.pings_every:
+        assert stats.messages_consumed == 0
     assert run.overruns == [], "timed waits overran their timeout"
     assert close_took <= CLOSE_TIMEOUT + SLACK + 0.5, "close took too long"
 

@@ -696,16 +696,19 @@ class Session:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(put)
                 heartbeat = link.heartbeat
-                while not done and len(held) < self._settings.queue_size:
-                    deadline = math.inf if heartbeat is None else heartbeat.deadline
-                    more = await conn.read_batch(deadline)
-                    if more:
-                        await self._read_ahead(link, more)
-                    elif heartbeat is not None and not done:
-                        await heartbeat.step()  # its verdict waits for the loop
-        except WebSocketError as exc:
-            # The batch is queued (put's finally); what was held is delivered by the loop.
-            self._link_failed(link, event_for_error(exc))
+                try:
+                    while not done and len(held) < self._settings.queue_size:
+                        deadline = math.inf if heartbeat is None else heartbeat.deadline
+                        more = await conn.read_batch(deadline)
+                        if more:
+                            await self._read_ahead(link, more)
+                        elif heartbeat is not None and not done:
+                            await heartbeat.step()  # its verdict waits for the loop
+                except WebSocketError as exc:
+                    # Caught here, not around the group (which would wrap it). The session
+                    # ends: put() is cancelled and queues the batch; the loop delivers what
+                    # was held.
+                    self._link_failed(link, event_for_error(exc))
         except BaseException:
             if held:
                 link.held = []
