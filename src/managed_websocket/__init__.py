@@ -46,10 +46,25 @@ from ._models import (
     ReconnectStrategy,
     WebSocketStats,
 )
+from ._pool import (
+    ChannelsReplaced,
+    ManagedWebSocketPool,
+    PoolEvent,
+    PoolEventListener,
+    PoolIterator,
+    PoolShard,
+    PoolStats,
+    ShardClosed,
+    ShardFailed,
+    ShardOpened,
+    ShardState,
+    open_managed_pool,
+)
 from ._redact import mask_url
 from ._settings import ManagedWebSocketOptions
 
 __all__ = [
+    "ChannelsReplaced",
     "Connected",
     "Connecting",
     "ConnectionState",
@@ -62,14 +77,24 @@ __all__ = [
     "LifecycleEvent",
     "ManagedWebSocket",
     "ManagedWebSocketOptions",
+    "ManagedWebSocketPool",
     "MessageIterator",
     "MessagesDropped",
     "Outage",
+    "PoolEvent",
+    "PoolEventListener",
+    "PoolIterator",
+    "PoolShard",
+    "PoolStats",
     "ReconnectScheduled",
     "ReconnectStrategy",
     "RotationCompleted",
     "RotationFailed",
     "RotationStarted",
+    "ShardClosed",
+    "ShardFailed",
+    "ShardOpened",
+    "ShardState",
     "SubscriptionFailed",
     "SubscriptionsReplayed",
     "WebSocketAbnormalClosureError",
@@ -91,6 +116,7 @@ __all__ = [
     "WebSocketTimeoutError",
     "connect_websocket",
     "mask_url",
+    "open_managed_pool",
     "open_managed_websocket",
     "open_websocket_connection",
 ]
