@@ -178,7 +178,7 @@ async def test_unsubscribe_frees_room_and_an_empty_shard_closes_after_the_grace(
                     assert event.event.reason == "empty"
                     break
             assert closed_at is not None
-            assert pool.shards[1].state is ShardState.CLOSED
+            assert pool.shards[1].state is ShardState.STOPPED
             assert 1 not in pool.subscriptions
             await record.wait_closed()
             assert record.ended_by == "client_close"
@@ -371,7 +371,7 @@ async def test_consumers_drain_then_end_when_the_pool_shuts_down() -> None:
             assert len(got) == 600
             with pytest.raises(WebSocketClosedError):
                 await pool.subscribe("c")
-            assert all(s.state is ShardState.CLOSED for s in pool.shards.values())
+            assert all(s.state is ShardState.STOPPED for s in pool.shards.values())
             assert all(r.ended_by == "client_close" for r in venue.server.clients)
 
 

@@ -78,7 +78,7 @@ MERGE_BUFFER = 64
 #: A failed rotation of a shard is tried again after min(2 ** failures, this) seconds.
 MAX_ROTATION_RETRY = 60.0
 
-_GONE = (ShardState.CLOSED, ShardState.FAILED)
+_GONE = (ShardState.STOPPED, ShardState.FAILED)
 
 
 class ManagedWebSocketPool:
@@ -233,7 +233,7 @@ class ManagedWebSocketPool:
     async def _close_shard(self, shard: PoolShard, reason: str) -> None:
         if shard.state in _GONE:
             return
-        shard.state = ShardState.CLOSED
+        shard.state = ShardState.STOPPED
         if shard.grace_scope is not None:
             shard.grace_scope.cancel()
         self._placement.close(shard.index)
@@ -271,7 +271,7 @@ class ManagedWebSocketPool:
     async def _run_shard(self, shard: PoolShard) -> None:
         ws = shard.ws
         if self._closed or shard.state in _GONE:  # the pool closed before this task ran
-            shard.state = ShardState.CLOSED
+            shard.state = ShardState.STOPPED
             shard._ready.set()
             return
         async with anyio.create_task_group() as tg:
@@ -493,10 +493,12 @@ class ManagedWebSocketPool:
         failures: dict[int, int] = {}
         while True:
             now = anyio.current_time()
+            # A shard not connected now is due no sooner than a max_age from now (its next
+            # connection starts later): counted, so the windows and the next wake-up are right.
             due = {
                 index: max(now + max_age - shard.ws.connection_duration, retry_at.get(index, 0.0))
                 for index, shard in self._shards.items()
-                if shard.state not in _GONE and shard.ws.is_connected
+                if shard.state not in _GONE
             }
             at, chosen = float("inf"), -1
             if due:
@@ -510,8 +512,12 @@ class ManagedWebSocketPool:
                     await anyio.sleep_until(at)
                 self._rotation_wake = None
                 continue  # plan again: shards may have come or gone meanwhile
+            shard = self._shards[chosen]
+            if not shard.ws.is_connected:  # reconnecting: its own new connection is young
+                retry_at[chosen] = now + max_age / len(due)
+                continue
             last_started = now
-            rotated = await self._shards[chosen].ws.rotate()
+            rotated = await shard.ws.rotate()
             if rotated:
                 retry_at.pop(chosen, None)
                 failures.pop(chosen, None)

@@ -27,7 +27,7 @@ class ShardState(enum.Enum):
     #: It carries no channel; closed once ``empty_shard_grace`` passes without new ones.
     EMPTY = "empty"
     #: Closed by the pool (empty for too long, or the pool shut down).
-    CLOSED = "closed"
+    STOPPED = "stopped"
     #: Its manager failed for good (:attr:`PoolShard.error`); its channels moved elsewhere.
     FAILED = "failed"
 
