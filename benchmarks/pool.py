@@ -152,6 +152,8 @@ async def scale(url: str) -> dict[str, Any]:
         await warm.subscribe("warm-up")
         await _all_acknowledged(warm, 1)
     await anyio.sleep(RATE[1])  # the warm-up dial leaves the venue's window
+    venue_before = await _venue_counters(url)
+    await anyio.sleep(RATE[1])
     gc.collect()
     rss_before, tasks_before = rss_bytes(), task_count()
     async with open_managed_pool(
@@ -167,7 +169,8 @@ async def scale(url: str) -> dict[str, Any]:
         shards = len(pool.shards)
         reconnects = pool.stats.total.reconnect_attempts
     await anyio.sleep(RATE[1])
-    venue = await _venue_counters(url)
+    venue_after = await _venue_counters(url)
+    venue = {key: venue_after[key] - venue_before[key] for key in venue_after}
     return {
         "subscriptions": SUBSCRIPTIONS,
         "per_connection": PER_CONNECTION,
@@ -180,7 +183,7 @@ async def scale(url: str) -> dict[str, Any]:
         "tasks_per_shard": (tasks_after - tasks_before) / shards,
         "tasks_added": tasks_after - tasks_before,
         "dial_retries": reconnects,
-        "venue": venue,  # includes the warm-up pool and the stats connection
+        "venue": venue,  # what the venue refused while this pool subscribed
     }
 
 
