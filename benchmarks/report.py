@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import wire
+from . import pool, wire
 from .client import BINARY_PLAN, ECHO_PLAN, TEXT_PLAN
 from .clients import FLOORS, REFERENCE, SPECS, ClientSpec
 from .clients.common import CLOSE_GRACE, MAX_MESSAGE_SIZE, QUEUE_SIZE, READ_SIZE
@@ -45,6 +45,7 @@ class Run:
     uptime_end: str
     elapsed: float
     rounds: int
+    pool: list[tuple[str, Result]] = field(default_factory=list)  # backend, result
 
 
 # ------------------------------------------------------------------ figures
@@ -409,6 +410,7 @@ def render(run: Run) -> str:
         "",
         table(reconnect_headers, _reconnect_rows(run.reconnect)),
         "",
+        *(pool.render(run.pool) if run.pool else []),
         *_installs(run.installs),
         "## Spread (every run, in order)",
         "",

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import machine, report
+from . import machine, pool, report
 from .client import FIGURES
 from .clients import SPECS, ClientSpec
 from .report import ClientRuns, Install, Result
@@ -178,6 +178,8 @@ def main() -> None:
         memory = run_memory(base, args.memory_counts)
         loads.append(machine.load("reconnect"))
         reconnect = run_reconnect(base)
+        loads.append(machine.load("pool"))
+        pool_results = pool.measure(base)
     loads.append(machine.load("end"))
     run = report.Run(
         machine=info,
@@ -185,6 +187,7 @@ def main() -> None:
         clients=clients,
         memory=memory,
         reconnect=reconnect,
+        pool=pool_results,
         loads=loads,
         uptime_start=uptime_start,
         uptime_end=machine.uptime(),

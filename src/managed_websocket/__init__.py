@@ -47,6 +47,20 @@ from ._models import (
     ReconnectStrategy,
     WebSocketStats,
 )
+from ._pool import (
+    ChannelsReplaced,
+    ManagedWebSocketPool,
+    PoolEvent,
+    PoolEventListener,
+    PoolIterator,
+    PoolShard,
+    PoolStats,
+    ShardClosed,
+    ShardFailed,
+    ShardOpened,
+    ShardState,
+    open_managed_pool,
+)
 from ._redact import mask_url
 from ._settings import ManagedWebSocketOptions
 from ._subscriptions import (
@@ -61,6 +75,7 @@ from ._subscriptions import (
 __all__ = [
     "BinanceSubscriptions",
     "BybitSubscriptions",
+    "ChannelsReplaced",
     "Connected",
     "Connecting",
     "ConnectionState",
@@ -75,16 +90,26 @@ __all__ = [
     "LifecycleEvent",
     "ManagedWebSocket",
     "ManagedWebSocketOptions",
+    "ManagedWebSocketPool",
     "MessageIterator",
     "MessagesDropped",
     "OkxSubscriptions",
     "Outage",
     "PingReply",
+    "PoolEvent",
+    "PoolEventListener",
+    "PoolIterator",
+    "PoolShard",
+    "PoolStats",
     "ReconnectScheduled",
     "ReconnectStrategy",
     "RotationCompleted",
     "RotationFailed",
     "RotationStarted",
+    "ShardClosed",
+    "ShardFailed",
+    "ShardOpened",
+    "ShardState",
     "SubscriptionFailed",
     "SubscriptionProtocol",
     "SubscriptionReply",
@@ -108,6 +133,7 @@ __all__ = [
     "WebSocketTimeoutError",
     "connect_websocket",
     "mask_url",
+    "open_managed_pool",
     "open_managed_websocket",
     "open_websocket_connection",
 ]

@@ -2,7 +2,7 @@
 
     managed-websocket URL [--subscribe CH ...] [--send TEXT ...] [--raw] [--count N] [-v]
                           [--backend asyncio|trio] [--ping-interval S] [--header K:V ...]
-                          [--max-attempts N|forever]
+                          [--max-attempts N|forever] [--max-per-connection N]
     managed-websocket demo [--seconds N] [--backend asyncio|trio]
 
 Messages go to stdout, one per line; lifecycle events and the status line go to stderr.
@@ -35,6 +35,7 @@ from ._exceptions import (
 )
 from ._manager import ManagedWebSocket
 from ._manager._groups import unwrap_group
+from ._pool._cli import watch_pool
 from ._url import parse_ws_url
 
 __all__ = ["main"]
@@ -109,6 +110,13 @@ def _watch_parser() -> argparse.ArgumentParser:
         "'forever' never gives up)",
     )
     parser.add_argument(
+        "--max-per-connection",
+        type=_positive_int,
+        metavar="N",
+        help="spread the --subscribe channels over as many connections as needed, N per "
+        "connection (a sharded pool; one new connection per second at most)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -179,7 +187,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     sends = [_outgoing(text) for text in watch_args.send]
     console = _Console(sys.stderr, verbose=watch_args.verbose)
+    if watch_args.max_per_connection is not None:
+        return _run_pool(watch_args, console)
     return _run(_watch, watch_args, sends, console, backend=watch_args.backend, console=console)
+
+
+def _run_pool(args: argparse.Namespace, console: _Console) -> int:
+    """--max-per-connection: the channels go to a sharded pool (``_pool/_cli.py``)."""
+    if args.send:
+        print("managed-websocket: --send cannot be used with --max-per-connection", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_attempts == _UNSET:
+        args.max_attempts = DEFAULT_MAX_ATTEMPTS
+    decode = None if args.raw else json_or_text
+    return _run(
+        watch_pool,
+        args,
+        console.write,
+        decode,
+        lambda message: _format(message, raw=args.raw),
+        backend=args.backend,
+        console=console,
+    )
 
 
 def _outgoing(text: str) -> Any:

@@ -483,3 +483,16 @@ async def test_cli_demo(backend: str) -> None:
         [sys.executable, "-m", "managed_websocket", "demo", "--seconds", "1", "--backend", backend]
     )
     assert "--- summary" in done.stderr.decode()
+
+
+# ------------------------------------------------------------------------------ the pool
+
+
+async def test_pool() -> None:
+    with anyio.fail_after(WAIT):
+        async with open_exchange() as exchange:
+            placement, seen = await load("pool").main(exchange.url)
+    symbols = [f"sym{i}@trade" for i in range(12)]
+    assert placement == {0: tuple(symbols[:5]), 1: tuple(symbols[5:10]), 2: tuple(symbols[10:])}
+    assert {shard: set(chans) for shard, chans in placement.items()} == seen
+    assert len(exchange.server.clients) == 3
