@@ -527,42 +527,10 @@ class Session:
             # Heartbeat replies, server pings and subscription answers are consumed here.
             batch, replies = self._control.consume(link, batch)
             if replies:
-                return await self._deliver_with_replies(link, batch, replies)
+                return await self._deliver_decoded(link, batch, replies)
             if not batch:
                 return 0
         return await self._deliver_decoded(link, batch)
-
-    async def _deliver_with_replies(self, link: Link, batch: list[Any], replies: list[Any]) -> int:
-        """Answers to the server's pings go out at once, before a wait for room in the queue
-        (the server would close on a slow consumer's account). A consumer reading the socket
-        itself queues first: its path awaits nothing before that, so a cancel loses nothing.
-        The receive loop answers holding the delivery lock: a consumer's pull meanwhile would
-        read and queue later messages ahead of this batch."""
-        if link.staged is not None:  # a candidate stages: nobody else reads its socket
-            dropped = await self._deliver_decoded(link, batch) if batch else 0
-            await self._send_replies(link, replies)
-            return dropped
-        if self._pulling and link is self.primary and not self._delivery_lock.locked():
-            dropped = await self._deliver_decoded(link, batch) if batch else 0
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.close_timeout):
-                await self._send_replies(link, replies)
-            return dropped
-        try:
-            await self._delivery_lock.acquire()
-        except BaseException:
-            self._undelivered(link, batch)
-            raise
-        try:
-            try:
-                await self._send_replies(link, replies)
-            except BaseException:
-                self._undelivered(link, batch)
-                raise
-            if not batch or link.retired:
-                return self._supersede(len(batch))
-            return await self._deliver_now(batch)
-        finally:
-            self._delivery_lock.release()
 
     async def _send_replies(self, link: Link, replies: list[Any]) -> None:
         # In the order the pings were read: the receive loop and a consumer's pull may both
@@ -589,36 +557,60 @@ class Session:
             raise
         self._shared.stats.record_sent(len(data))
 
-    async def _deliver_decoded(self, link: Link, batch: list[Any]) -> int:
-        if link.staged is not None:
+    async def _deliver_decoded(
+        self, link: Link, batch: list[Any], replies: list[str | bytes] | None = None
+    ) -> int:
+        """Queue (or stage) a decoded ``batch``; send ``replies``, the answers to the server's
+        pings it held, at once: before any wait for room (the server would close on a slow
+        consumer's account), holding the delivery lock (a consumer's pull meanwhile would
+        queue later messages ahead of this batch). A consumer reading the socket itself queues
+        first, as its path awaits nothing before that, so a cancel loses nothing."""
+        if link.staged is not None:  # a candidate stages: nobody else reads its socket
             link.staged.extend(batch)
             if self._dedup is not None:
                 assert link.staged_keys is not None  # a candidate's
                 link.staged_keys.update(map(self._dedup.key_of, batch))
-            if not link.hot and self._is_warm(batch):
+            if batch and not link.hot and self._is_warm(batch):
                 link.hot = True
             self._check_ready(link)
+            if replies:
+                await self._send_replies(link, replies)
             return 0
         if self._pulling and not self._delivery_lock.locked():
             # While a consumer pulls there is no on_message and the inbox takes the batch
             # without waiting for room: nothing awaits until it is queued, so no other delivery
             # can come between, and the lock (which costs more than the rest of a bulk read's
             # delivery) is not needed.
-            return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
+            dropped = await self._deliver_now(link, batch)
+            if replies:
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(self._settings.close_timeout),
+                ):
+                    await self._send_replies(link, replies)
+            return dropped
+        locked = False
         try:
             await self._delivery_lock.acquire()
+            locked = True
+            if replies:
+                await self._send_replies(link, replies)
         except BaseException:
-            # Cancelled (the session ended) before the lock was ours: these were read and
+            # Cancelled (the session ended) before the batch was queued: these were read and
             # counted, so they are queued rather than lost.
+            if locked:
+                self._delivery_lock.release()
             self._undelivered(link, batch)
             raise
         try:
-            return self._supersede(len(batch)) if link.retired else await self._deliver_now(batch)
+            return await self._deliver_now(link, batch)
         finally:
             self._delivery_lock.release()
 
-    async def _deliver_now(self, batch: list[Any]) -> int:
-        return (await self._deliver_live(batch))[1]
+    async def _deliver_now(self, link: Link, batch: list[Any]) -> int:
+        if link.retired:
+            return self._supersede(len(batch))
+        return (await self._deliver_live(batch))[1] if batch else 0
 
     def _undelivered(self, link: Link, batch: list[Any]) -> None:
         """A delivery was cut short by the end of its session: queue the batch at once, or
