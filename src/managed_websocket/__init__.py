@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._connection import WebSocketConnection
+from ._deflate import DeflateParams
 from ._events import (
     Connected,
     Connecting,
@@ -24,6 +25,7 @@ from ._exceptions import (
     WebSocketConnectionRefusedError,
     WebSocketDNSError,
     WebSocketError,
+    WebSocketExtensionError,
     WebSocketHandshakeError,
     WebSocketInvalidURLError,
     WebSocketMessageTooBigError,
@@ -50,6 +52,7 @@ __all__ = [
     "Connected",
     "Connecting",
     "ConnectionState",
+    "DeflateParams",
     "DisconnectDeferred",
     "DisconnectEvent",
     "DisconnectReason",
@@ -74,6 +77,7 @@ __all__ = [
     "WebSocketConnectionRefusedError",
     "WebSocketDNSError",
     "WebSocketError",
+    "WebSocketExtensionError",
     "WebSocketHandshakeError",
     "WebSocketInvalidURLError",
     "WebSocketMessageTooBigError",

@@ -8,7 +8,8 @@ Every exception derives from :class:`WebSocketError`::
     │   ├── WebSocketDNSError
     │   ├── WebSocketConnectionRefusedError
     │   ├── WebSocketTLSError
-    │   └── WebSocketHandshakeError        (HTTP status other than 101)
+    │   ├── WebSocketHandshakeError        (HTTP status other than 101)
+    │   └── WebSocketExtensionError        (an illegal answer to our permessage-deflate offer)
     ├── WebSocketClosedError                (code, reason)
     │   └── WebSocketAbnormalClosureError   (1006: EOF or reset, no close frame)
     ├── WebSocketTimeoutError (also TimeoutError)
@@ -33,6 +34,7 @@ __all__ = [
     "WebSocketConnectionRefusedError",
     "WebSocketDNSError",
     "WebSocketError",
+    "WebSocketExtensionError",
     "WebSocketHandshakeError",
     "WebSocketInvalidURLError",
     "WebSocketMessageTooBigError",
@@ -139,6 +141,12 @@ class WebSocketHandshakeError(WebSocketConnectionError):
     def is_retryable(self) -> bool:
         """408, 429 and 5xx may be retried; any other 4xx is fatal (SPEC section 5)."""
         return self.status_code in (408, 429) or self.status_code >= 500
+
+
+class WebSocketExtensionError(WebSocketConnectionError):
+    """Raised when the server accepts the upgrade with an extension answer that is not legal for
+    our offer (RFC 6455 4.1, RFC 7692 7.1): the connection is not used. Retried like any other
+    failed dial; ``compression=None`` stops offering permessage-deflate."""
 
 
 def _refusal(status_code: int) -> str:

@@ -85,6 +85,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     headers: HeaderPairs | HeadersProvider
     subprotocols: Iterable[str]
     ssl_context: ssl.SSLContext | None
+    compression: Literal["deflate"] | None
     decode: Decoder | None
     subscription_protocol: SubscriptionProtocol
     should_disconnect: ShouldDisconnect | None
@@ -130,6 +131,7 @@ class Settings:
     headers: tuple[tuple[str, str], ...] | HeadersProvider = ()
     subprotocols: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
+    compression: Literal["deflate"] | None = "deflate"  # permessage-deflate offered; None: off
     decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
     subscription_protocol: SubscriptionProtocol = field(default_factory=GenericSubscriptions)
     should_disconnect: ShouldDisconnect | None = None
@@ -374,6 +376,12 @@ def _ssl_context(name: str, value: object) -> ssl.SSLContext | None:
     return value
 
 
+def _compression(name: str, value: object) -> str | None:
+    if value is not None and value != "deflate":
+        raise ValueError(f"{name} must be 'deflate' or None, got {value!r}")
+    return value
+
+
 def _subscription_protocol(name: str, value: object) -> SubscriptionProtocol:
     if not isinstance(value, SubscriptionProtocol):
         raise TypeError(
@@ -414,6 +422,7 @@ _VALIDATORS: dict[str, _Validator] = {
     "headers": _headers_or_provider,
     "subprotocols": _subprotocols,
     "ssl_context": _ssl_context,
+    "compression": _compression,
     "decode": _callable_or_none,
     "subscription_protocol": _subscription_protocol,
     "max_connection_age": _positive_or_none,

@@ -23,10 +23,13 @@ import trustme
 
 from managed_websocket import (
     ConnectionState,
+    DeflateParams,
     DisconnectReason,
     WebSocketHandshakeError,
     WebSocketReconnectError,
 )
+from managed_websocket._deflate import OFFER
+from managed_websocket.testing import open_test_server
 
 from ._exchange import WAIT, open_exchange, wait_until
 
@@ -478,3 +481,20 @@ async def test_cli_demo(backend: str) -> None:
         [sys.executable, "-m", "managed_websocket", "demo", "--seconds", "1", "--backend", backend]
     )
     assert "--- summary" in done.stderr.decode()
+
+
+# ------------------------------------------------------------------------------ compression
+
+
+async def test_compression() -> None:
+    example = load("compression")
+    with anyio.fail_after(WAIT):
+        async with open_test_server(compression=True) as server:
+            assert await example.agreed(server.url) == DeflateParams()
+            assert await example.main(server.url) == example.SUBSCRIBE * 10
+            assert await example.main(server.url, compress=False) == example.SUBSCRIBE * 10
+            offers = [client.header("sec-websocket-extensions") for client in server.clients]
+        async with open_test_server() as declining:
+            assert await example.agreed(declining.url) is None
+            assert await example.main(declining.url) == example.SUBSCRIBE * 10
+    assert offers == [OFFER, OFFER, None]

@@ -279,6 +279,7 @@ class Supervisor:
             connection_timeout=s.connection_timeout,
             close_timeout=s.close_timeout,
             max_message_size=s.max_message_size,
+            compression=s.compression,
         )
 
     async def _delay_before(self, attempt: int, floor: float) -> float:

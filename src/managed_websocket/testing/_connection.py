@@ -30,6 +30,7 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSStream
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
+from wsproto.extensions import PerMessageDeflate
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -77,6 +78,7 @@ class ConnectionConfig:
     response_headers: tuple[tuple[str, str], ...]
     ssl_context: ssl.SSLContext | None
     on_handshake: HandshakeHook | None
+    compression: bool = False
 
 
 class ServerConnection:
@@ -219,8 +221,12 @@ class ServerConnection:
     async def _accept(self, request: Request) -> bool:
         chosen = next((p for p in request.subprotocols if p in self._config.subprotocols), None)
         self.record.subprotocol = chosen
+        # wsproto's own permessage-deflate, when the client offers it: an independent peer.
+        offered = any(str(offer).startswith("permessage-deflate") for offer in request.extensions)
         accept = AcceptConnection(
-            subprotocol=chosen, extra_headers=_encode_headers(self._config.response_headers)
+            subprotocol=chosen,
+            extra_headers=_encode_headers(self._config.response_headers),
+            extensions=[PerMessageDeflate()] if self._config.compression and offered else [],
         )
         return await self._send(accept, states=(ConnectionState.CONNECTING,))
 
