@@ -30,7 +30,6 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSStream
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.extensions import PerMessageDeflate
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -43,6 +42,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
 from ._faults import Flap, HandshakeFault, Refuse, Stall
