@@ -8,6 +8,7 @@ Every failure is translated here, once, into the library's exceptions (always ch
 - TLS handshake or certificate verification fails → :class:`WebSocketTLSError`
 - the server answers the upgrade with another status → :class:`WebSocketHandshakeError`
 - it accepts with an illegal permessage-deflate answer → :class:`WebSocketExtensionError`
+- the proxy cannot be reached or refuses the tunnel → :class:`WebSocketProxyError`
 - ``connection_timeout`` (one budget for TCP + TLS + upgrade) → :class:`WebSocketTimeoutError`
 """
 
@@ -34,9 +35,11 @@ from ._exceptions import (
     WebSocketDNSError,
     WebSocketExtensionError,
     WebSocketHandshakeError,
+    WebSocketProxyError,
     WebSocketTimeoutError,
     WebSocketTLSError,
 )
+from ._proxy_dial import ProxyURL, open_tunnel, parse_proxy_url, proxy_from_environment
 from ._upgrade import Accepted, ClientUpgrade, Rejected, UpgradeFailed
 from ._url import WebSocketURL, parse_ws_url
 
@@ -50,6 +53,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 #: ``"deflate"``: offer permessage-deflate (RFC 7692); ``None``: no compression.
 Compression: TypeAlias = Literal["deflate"] | None
+#: A proxy URL; ``True``: the one the environment gives (``wss_proxy``...); ``None``: no proxy.
+Proxy: TypeAlias = str | ProxyURL | Literal[True] | None
 
 
 @asynccontextmanager
@@ -64,6 +69,7 @@ async def connect_websocket(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_size: int = DEFAULT_READ_SIZE,
     compression: Compression = "deflate",
+    proxy: Proxy = True,
 ) -> AsyncIterator[WebSocketConnection]:
     """Open a WebSocket connection for the duration of an ``async with`` block.
 
@@ -80,6 +86,7 @@ async def connect_websocket(
         max_message_size=max_message_size,
         read_size=read_size,
         compression=compression,
+        proxy=proxy,
     )
     try:
         yield conn
@@ -100,6 +107,7 @@ async def open_websocket_connection(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_size: int = DEFAULT_READ_SIZE,
     compression: Compression = "deflate",
+    proxy: Proxy = True,
 ) -> WebSocketConnection:
     """Open a WebSocket connection; the caller must ``aclose()`` (or ``abort()``) it.
 
@@ -113,18 +121,25 @@ async def open_websocket_connection(
         max_message_size: incoming messages larger than this fail the connection with 1009
             (for a compressed message: its inflated size).
         compression: ``"deflate"`` offers permessage-deflate (RFC 7692), ``None`` does not.
+        proxy: an ``http://``, ``https://``, ``socks5://``, ``socks5h://`` or ``socks4://`` URL
+            (credentials in it are sent, never shown); ``True`` (the default): the proxy the
+            environment names for this URL (``wss_proxy``/``https_proxy`` or
+            ``ws_proxy``/``http_proxy``, unless ``no_proxy`` covers the host); ``None``: none.
+            An ``https://`` proxy is verified with ``ssl_context`` too.
 
     Raises:
         WebSocketInvalidURLError, WebSocketDNSError, WebSocketConnectionRefusedError,
-        WebSocketTLSError, WebSocketHandshakeError, WebSocketExtensionError, WebSocketTimeoutError,
+        WebSocketTLSError, WebSocketHandshakeError, WebSocketExtensionError, WebSocketProxyError,
+        WebSocketTimeoutError,
         WebSocketConnectionError (any other failure while opening).
     """
     if compression not in ("deflate", None):
         raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
     target = url if isinstance(url, WebSocketURL) else parse_ws_url(url)
+    via = _resolve_proxy(proxy, target)
     header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     with anyio.move_on_after(connection_timeout) as scope:
-        stream = await _open_stream(target, ssl_context)
+        stream = await _open_stream(target, ssl_context, via)
         try:
             return await _upgrade(
                 stream,
@@ -143,11 +158,34 @@ async def open_websocket_connection(
     raise WebSocketTimeoutError("connect", connection_timeout)
 
 
+def _resolve_proxy(proxy: Proxy, target: WebSocketURL) -> ProxyURL | None:
+    """The proxy to dial through, if any. A bad URL from the environment is a final
+    WebSocketProxyError; a bad ``proxy=`` argument a ValueError, before any I/O."""
+    if proxy is None or isinstance(proxy, ProxyURL):
+        return proxy
+    if proxy is True:
+        from_env = proxy_from_environment(target)
+        if from_env is None:
+            return None
+        try:
+            return parse_proxy_url(from_env)
+        except ValueError as exc:
+            raise WebSocketProxyError(
+                f"{exc} (from the environment)", proxy=from_env, url=target.raw, retryable=False
+            ) from None
+    return parse_proxy_url(proxy)
+
+
 async def _open_stream(
-    target: WebSocketURL, ssl_context: ssl.SSLContext | None
+    target: WebSocketURL, ssl_context: ssl.SSLContext | None, proxy: ProxyURL | None = None
 ) -> anyio.abc.ByteStream:
     try:
-        tcp = await anyio.connect_tcp(target.host, target.port)
+        if proxy is not None:
+            tcp = await open_tunnel(proxy, target, ssl_context)
+        else:
+            tcp = await anyio.connect_tcp(target.host, target.port)
+    except WebSocketProxyError:
+        raise  # an OSError too: kept from below
     except socket.gaierror as exc:
         raise WebSocketDNSError(
             f"cannot resolve host {target.host!r}", url=target.raw, last_error=exc

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeAlias, TypedDict
 
 from ._messages import GenericSubscriptions, SubscriptionProtocol, decode_json_or_raw
 from ._models import DisconnectReason, ReconnectStrategy
+from ._proxy_dial import ProxyURL, parse_proxy_url
 
 __all__ = [
     "Decoder",
@@ -86,6 +87,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     subprotocols: Iterable[str]
     ssl_context: ssl.SSLContext | None
     compression: Literal["deflate"] | None
+    proxy: str | Literal[True] | None
     decode: Decoder | None
     subscription_protocol: SubscriptionProtocol
     should_disconnect: ShouldDisconnect | None
@@ -132,6 +134,8 @@ class Settings:
     subprotocols: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
     compression: Literal["deflate"] | None = "deflate"  # permessage-deflate offered; None: off
+    # A proxy URL (masked in any repr); True: from the environment (wss_proxy...); None: none.
+    proxy: ProxyURL | Literal[True] | None = True
     decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
     subscription_protocol: SubscriptionProtocol = field(default_factory=GenericSubscriptions)
     should_disconnect: ShouldDisconnect | None = None
@@ -382,6 +386,14 @@ def _compression(name: str, value: object) -> str | None:
     return value
 
 
+def _proxy(name: str, value: object) -> ProxyURL | Literal[True] | None:
+    if value is None or value is True:
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL str, True or None, not {type(value).__name__}")
+    return parse_proxy_url(value)
+
+
 def _subscription_protocol(name: str, value: object) -> SubscriptionProtocol:
     if not isinstance(value, SubscriptionProtocol):
         raise TypeError(
@@ -423,6 +435,7 @@ _VALIDATORS: dict[str, _Validator] = {
     "subprotocols": _subprotocols,
     "ssl_context": _ssl_context,
     "compression": _compression,
+    "proxy": _proxy,
     "decode": _callable_or_none,
     "subscription_protocol": _subscription_protocol,
     "max_connection_age": _positive_or_none,

@@ -94,6 +94,8 @@ class ClientUpgrade:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if not data:  # closed before a whole response: the caller says so
+                    return self._rejected() if self._refusal is not None else None
                 raise UpgradeFailed(f"bad HTTP response: {exc}") from None
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 if not data and self._refusal is not None:

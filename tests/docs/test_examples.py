@@ -21,6 +21,7 @@ import anyio
 import pytest
 import trustme
 
+from conftest import Proxies
 from managed_websocket import (
     ConnectionState,
     DeflateParams,
@@ -498,3 +499,22 @@ async def test_compression() -> None:
             assert await example.agreed(declining.url) is None
             assert await example.main(declining.url) == example.SUBSCRIBE * 10
     assert offers == [OFFER, OFFER, None]
+
+
+# ------------------------------------------------------------------------------ proxies
+
+
+async def test_proxy(proxies: Proxies, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load("proxy")
+    for name in ("ws_proxy", "http_proxy", "no_proxy", "WS_PROXY", "HTTP_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with anyio.fail_after(WAIT):
+        async with open_test_server() as server:
+            through = proxies.with_credentials(proxies.http_auth)
+            assert await example.main(server.url, through) == "hello through the proxy"
+            assert await example.main(server.url, proxies.socks5) == "hello through the proxy"
+            monkeypatch.setenv("http_proxy", through)  # main() without proxy= reads it
+            assert await example.main(server.url) == "hello through the proxy"
+            assert await example.refused(server.url, proxies.http_auth) == 407
+    assert len(server.clients) == 3
+    assert proxies.log.read_text().count(f":{server.port}") >= 3
