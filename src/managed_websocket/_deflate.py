@@ -152,9 +152,8 @@ class Inflater:
         decompressor = self._decompressor
         limit = budget + 1 if budget >= 0 else 1  # max_length=0 would mean "no limit"
         try:
-            out = decompressor.decompress(data, limit) if data else b""
-            if last and len(out) < limit:
-                out += decompressor.decompress(TAIL, limit - len(out))
+            # One call with the tail appended: a second call costs more than the copy.
+            out = decompressor.decompress(data + TAIL if last else data, limit)
         except zlib.error as exc:
             raise InflateError(str(exc)) from None
         if len(out) > budget or decompressor.unconsumed_tail:

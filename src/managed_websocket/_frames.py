@@ -202,6 +202,7 @@ class FrameReader:
         end = len(data)
         append = self._events.append
         limit = -1 if self._opcode else self._short_limit
+        inflating = self._inflater is not None
         while end - pos >= 2:
             length = data[pos + 1]  # as a whole byte, so a masked frame (0x80) fails the test
             if length <= limit:
@@ -215,6 +216,16 @@ class FrameReader:
                     if first == 0x82:  # FIN + binary
                         append(data[pos + 2 : stop])
                         pos = stop
+                        continue
+                    if (first == 0xC1 or first == 0xC2) and inflating:
+                        # FIN + RSV1 + text or binary: a small whole compressed message.
+                        message = self._inflate(data[pos + 2 : stop], True)
+                        if message is not None:
+                            append(message.decode() if first == 0xC1 else message)
+                        elif self._stopped:
+                            return
+                        pos = stop
+                        limit = -1 if self._opcode else self._short_limit
                         continue
             pos = self._frame(data, pos, end)
             if pos < 0:
