@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,13 @@ import pytest
 import trustme
 
 USER, PASSWORD = "alice", "s3cret-pw"
+
+# Connections read wss_proxy/https_proxy/ws_proxy/http_proxy by default (proxy=True): a developer's
+# proxy settings must not send the tests' 127.0.0.1 connections elsewhere. The proxy tests set
+# them where they mean to.
+for _name in ("ws_proxy", "wss_proxy", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
