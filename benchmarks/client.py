@@ -3,7 +3,9 @@
 ``python -m benchmarks.client --client NAME --base ws://127.0.0.1:PORT [--figures text,echo]``
 
 Figures: ``text`` (100-byte text firehose, messages/s), ``binary`` (64 KiB binary firehose,
-bytes/s), ``echo`` (sequential round trips of a 100-byte text message). Each figure opens its own
+bytes/s), ``echo`` (sequential round trips of a 100-byte text message), ``deflate`` (the text
+firehose compressed with permessage-deflate, messages/s; run by ``benchmarks.deflate``, not part of
+the main suite's table). Each figure opens its own
 connection and event loop; a figure that fails reports ``{"error": ...}`` and the rest still run.
 """
 
@@ -91,7 +93,7 @@ def measure(backend: Backend, client: Client, figure: str, base: str) -> dict[st
         echo: Echo = run(backend, client.echo, url, ECHO_PLAN)
         check(figure, echo.sample)
         return echo_result(echo)
-    plan = TEXT_PLAN if figure == "text" else BINARY_PLAN
+    plan = BINARY_PLAN if figure == "binary" else TEXT_PLAN
     count: Count = run(backend, client.stream, url, plan)
     check(figure, count.sample)
     return stream_result(count)

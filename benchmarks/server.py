@@ -5,6 +5,8 @@ The request path picks the mode:
 - ``/text``: firehose of 100-byte JSON text frames. A pre-built ~1 MiB blob of frames is written
   again and again with ``loop.sock_sendall`` (no per-frame work), as fast as the kernel takes it.
 - ``/binary``: the same with 64 KiB binary frames.
+- ``/deflate``: the ``/text`` messages compressed (permessage-deflate, context takeover), accepted
+  whatever the client offered: only for clients that offer it.
 - ``/echo``: replies to every data frame with the same payload; answers pings and the close.
 - ``/idle``: the echo handler, for connections that never send (the memory benchmark).
 - ``/drop?id=K``: greets with ``{"dropped_at": T}`` (T: the monotonic time at which this server
@@ -148,6 +150,7 @@ def routes() -> dict[str, Handler]:
     return {
         "/text": _firehose(wire.text_blob()),
         "/binary": _firehose(wire.binary_blob()),
+        "/deflate": _firehose(wire.deflate_text_blob()),
         "/echo": serve_echo,
         "/idle": serve_echo,
         "/drop": serve_drop,
@@ -174,7 +177,8 @@ async def handle(sock: socket.socket, table: dict[str, Handler]) -> None:
         if handler is None:
             await loop.sock_sendall(sock, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             return
-        await loop.sock_sendall(sock, wire.upgrade_response(request.key))
+        deflate = url.path == "/deflate"
+        await loop.sock_sendall(sock, wire.upgrade_response(request.key, deflate=deflate))
         query = {name: values[0] for name, values in parse_qs(url.query).items()}
         await handler(Peer(sock, leftover), query)
     except OSError:

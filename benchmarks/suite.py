@@ -152,6 +152,16 @@ def run_reconnect(base: str) -> list[tuple[str, Result]]:
 # ------------------------------------------------------------------ main
 
 
+def _compressed_section(path: Path) -> str:
+    """The compressed-firehose section ``benchmarks.deflate`` wrote into ``path``, or ""."""
+    start = "<!-- compressed firehose: start"
+    text = path.read_text() if path.exists() else ""
+    end = "<!-- compressed firehose: end -->"
+    if start not in text or end not in text:
+        return ""
+    return text[text.index(start) : text.index(end) + len(end)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--install-log", type=Path, help="written by run.sh")
@@ -197,7 +207,8 @@ def main() -> None:
     text = report.render(run)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text + "\n")
+    kept = _compressed_section(args.output)  # written by benchmarks.deflate
+    args.output.write_text(text + "\n" + (f"\n{kept}\n" if kept else ""))
     progress(f"report written to {args.output}")
 
 

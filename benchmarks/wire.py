@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 
 OP_CONTINUATION = 0x0
@@ -67,9 +68,12 @@ def apply_mask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None) -> bytes:
-    """One WebSocket frame; masked (as a client must send it) when ``mask`` is given."""
-    first = (0x80 if fin else 0) | opcode
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None, rsv1: bool = False
+) -> bytes:
+    """One WebSocket frame; masked (as a client must send it) when ``mask`` is given; ``rsv1``:
+    a compressed message's first frame (permessage-deflate)."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     mask_bit = 0x80 if mask is not None else 0
     size = len(payload)
     if size < 126:
@@ -91,6 +95,21 @@ def text_blob() -> bytes:
     """About BLOB_SIZE bytes of consecutive 100-byte JSON text frames."""
     count = BLOB_SIZE // TEXT_FRAME_SIZE
     return b"".join(frame(OP_TEXT, json_payload(seq)) for seq in range(count))
+
+
+def deflate_text_blob() -> bytes:
+    """The text blob's messages as permessage-deflate frames (RSV1), context takeover on: each
+    message sync-flushed (the 00 00 ff ff tail removed, RFC 7692 7.2.1), the last one full-flushed
+    so that nothing after it refers back: the blob can be written again and again."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    count = BLOB_SIZE // TEXT_FRAME_SIZE
+    frames = []
+    for seq in range(count):
+        mode = zlib.Z_FULL_FLUSH if seq == count - 1 else zlib.Z_SYNC_FLUSH
+        data = compressor.compress(json_payload(seq)) + compressor.flush(mode)
+        assert data.endswith(b"\x00\x00\xff\xff")
+        frames.append(frame(OP_TEXT, data[:-4], rsv1=True))
+    return b"".join(frames)
 
 
 def binary_blob() -> bytes:
@@ -121,11 +140,13 @@ def upgrade_request(host: str, target: str) -> tuple[bytes, str]:
     return request.encode(), key
 
 
-def upgrade_response(key: str) -> bytes:
-    """101 Switching Protocols, with no extension (so never compression) and no subprotocol."""
+def upgrade_response(key: str, *, deflate: bool = False) -> bytes:
+    """101 Switching Protocols, with no subprotocol, and no extension unless ``deflate``:
+    then ``permessage-deflate`` with its defaults (context takeover, 15-bit windows)."""
+    extension = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
     return (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept_token(key)}\r\n\r\n"
+        f"Sec-WebSocket-Accept: {accept_token(key)}\r\n{extension}\r\n"
     ).encode()
 
 

@@ -118,3 +118,12 @@ def test_urls_inside_a_message_are_masked() -> None:
     assert "abcdefghijklmnop" not in masked
     assert masked.startswith("GET https://api.example.com/token?apiKey=")
     assert "failed; retry wss://" in masked
+
+
+def test_proxy_urls_in_text_are_masked() -> None:
+    text = "via socks5h://bob:pw1@proxy:1080 and socks4://eve:pw2@p and https://ann:pw3@p"
+    masked = mask_urls_in(text)
+    assert "pw1" not in masked
+    assert "pw2" not in masked
+    assert "pw3" not in masked
+    assert "socks5h://***@proxy:1080" in masked

@@ -1,6 +1,6 @@
 """aiohttp's client WebSocket (``ClientSession.ws_connect``).
 
-Settings: ``compress=0``, ``max_msg_size`` 16 MiB, no heartbeat; its queue is not configurable.
+Settings: ``compress=0`` (``compress=15`` for the compressed firehose), ``max_msg_size`` 16 MiB, no heartbeat; its queue is not configurable.
 ``receive()`` is what its ``async for`` calls; it returns a WSMessage whose ``.data`` is the text.
 """
 
@@ -33,7 +33,7 @@ async def _connect(url: str) -> AsyncIterator[Any]:
         aiohttp.ClientSession() as session,
         session.ws_connect(
             url,
-            compress=0,
+            compress=15 if url.endswith("/deflate") else 0,  # the compressed firehose
             max_msg_size=MAX_MESSAGE_SIZE,
             heartbeat=None,
             timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT),

@@ -1,6 +1,6 @@
 """websockets: the asyncio client and, where the installed version has it, the trio client.
 
-Settings: ``compression=None``, ``max_size`` 16 MiB, ``max_queue`` 10,000 frames, no keepalive
+Settings: ``compression=None`` (``"deflate"`` for the compressed firehose), ``max_size`` 16 MiB, ``max_queue`` 10,000 frames, no keepalive
 pings, no proxy; ``recv()`` is what its ``async for`` calls.
 """
 
@@ -39,8 +39,10 @@ class Websockets:
         self.connect = importlib.import_module(module).connect
 
     async def stream(self, url: str, plan: StreamPlan) -> Count:
+        # The compressed firehose needs its default, permessage-deflate.
+        options = OPTIONS | {"compression": "deflate"} if url.endswith("/deflate") else OPTIONS
         return await with_bounded_close(
-            lambda: self.connect(url, **OPTIONS), lambda ws: count_each(ws.recv, plan)
+            lambda: self.connect(url, **options), lambda ws: count_each(ws.recv, plan)
         )
 
     async def echo(self, url: str, plan: EchoPlan) -> Echo:

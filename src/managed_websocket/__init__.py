@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._connection import WebSocketConnection
+from ._deflate import DeflateParams
 from ._events import (
     Connected,
     Connecting,
@@ -26,10 +27,12 @@ from ._exceptions import (
     WebSocketConnectionRefusedError,
     WebSocketDNSError,
     WebSocketError,
+    WebSocketExtensionError,
     WebSocketHandshakeError,
     WebSocketInvalidURLError,
     WebSocketMessageTooBigError,
     WebSocketProtocolError,
+    WebSocketProxyError,
     WebSocketQueueFullError,
     WebSocketReconnectError,
     WebSocketSubscriptionError,
@@ -79,6 +82,7 @@ __all__ = [
     "Connected",
     "Connecting",
     "ConnectionState",
+    "DeflateParams",
     "DisconnectDeferred",
     "DisconnectEvent",
     "DisconnectReason",
@@ -121,10 +125,12 @@ __all__ = [
     "WebSocketConnectionRefusedError",
     "WebSocketDNSError",
     "WebSocketError",
+    "WebSocketExtensionError",
     "WebSocketHandshakeError",
     "WebSocketInvalidURLError",
     "WebSocketMessageTooBigError",
     "WebSocketProtocolError",
+    "WebSocketProxyError",
     "WebSocketQueueFullError",
     "WebSocketReconnectError",
     "WebSocketStats",

@@ -10,9 +10,11 @@ cost low. Outgoing frames are built (and masked) by :func:`~._frames.encode_fram
 
 The close handshake state is ours too (``_state``, :class:`_State`): OPEN until a close frame is
 sent (LOCAL_CLOSING: we wait for the peer's) or received (REMOTE_CLOSING: we answer it at once),
-CLOSED when both have been exchanged or the socket ended. wsproto is used only for the HTTP
-upgrade, in ``_handshake.py``; frames that arrived together with the 101 response come in as
-``initial_data``.
+CLOSED when both have been exchanged or the socket ended. The HTTP upgrade is done in
+``_handshake.py``; frames that arrived together with the 101 response come in as ``initial_data``.
+
+With permessage-deflate negotiated (``deflate``), the reader inflates compressed messages as they
+arrive and :meth:`send` compresses a message (then masks it) when ``_deflate.Deflater`` says so.
 
 Once the connection has ended, ``_error`` holds the exception that explains why; messages that
 arrived before it are still handed out first, then every receive raises it.
@@ -31,6 +33,7 @@ from collections.abc import Callable, Sequence
 import anyio
 import anyio.abc
 
+from ._deflate import DeflateParams, Deflater, Inflater
 from ._exceptions import (
     WebSocketAbnormalClosureError,
     WebSocketClosedError,
@@ -123,11 +126,17 @@ class WebSocketConnection:
         close_timeout: float,
         read_size: int = DEFAULT_READ_SIZE,
         initial_data: bytes = b"",
+        deflate: DeflateParams | None = None,
     ) -> None:
-        """``initial_data``: bytes the server sent after its 101 response, already read."""
+        """``initial_data``: bytes the server sent after its 101 response, already read.
+        ``deflate``: the permessage-deflate parameters agreed in the handshake, if any."""
         self._stream = stream
         self._state = _OPEN
-        self._reader = FrameReader(max_message_size)
+        self._deflate = deflate
+        self._deflater = Deflater(deflate) if deflate is not None else None
+        self._reader = FrameReader(
+            max_message_size, Inflater(deflate) if deflate is not None else None
+        )
         self._url = url
         self._subprotocol = subprotocol
         self._response_headers = list(response_headers)
@@ -180,6 +189,11 @@ class WebSocketConnection:
     def response_headers(self) -> list[tuple[str, str]]:
         """The headers of the server's 101 response, names lower-cased."""
         return list(self._response_headers)
+
+    @property
+    def compression(self) -> DeflateParams | None:
+        """The permessage-deflate parameters agreed with the server, or None: uncompressed."""
+        return self._deflate
 
     @property
     def is_open(self) -> bool:
@@ -549,6 +563,12 @@ class WebSocketConnection:
                 raise self._closed_for_sending()
             if isinstance(payload, str):
                 payload = payload.encode()
+            # Compressed under the send lock: with context takeover, messages share the state.
+            if self._deflater is not None and opcode < OP_CLOSE:
+                compressed = self._deflater.compress(payload)
+                if compressed is not None:
+                    await self._write_locked(encode_frame(opcode, compressed, rsv1=True))
+                    return
             await self._write_locked(encode_frame(opcode, payload))
 
     async def _send_close(self, code: int, reason: str) -> None:

@@ -8,7 +8,9 @@ Every exception derives from :class:`WebSocketError`::
     │   ├── WebSocketDNSError
     │   ├── WebSocketConnectionRefusedError
     │   ├── WebSocketTLSError
-    │   └── WebSocketHandshakeError        (HTTP status other than 101)
+    │   ├── WebSocketHandshakeError        (HTTP status other than 101)
+    │   ├── WebSocketExtensionError        (an illegal answer to our permessage-deflate offer)
+    │   └── WebSocketProxyError            (the proxy refused or could not be reached)
     ├── WebSocketClosedError                (code, reason)
     │   └── WebSocketAbnormalClosureError   (1006: EOF or reset, no close frame)
     ├── WebSocketTimeoutError (also TimeoutError)
@@ -34,10 +36,12 @@ __all__ = [
     "WebSocketConnectionRefusedError",
     "WebSocketDNSError",
     "WebSocketError",
+    "WebSocketExtensionError",
     "WebSocketHandshakeError",
     "WebSocketInvalidURLError",
     "WebSocketMessageTooBigError",
     "WebSocketProtocolError",
+    "WebSocketProxyError",
     "WebSocketQueueFullError",
     "WebSocketReconnectError",
     "WebSocketSubscriptionError",
@@ -141,6 +145,46 @@ class WebSocketHandshakeError(WebSocketConnectionError):
     def is_retryable(self) -> bool:
         """408, 429 and 5xx may be retried; any other 4xx is fatal (SPEC section 5)."""
         return self.status_code in (408, 429) or self.status_code >= 500
+
+
+class WebSocketExtensionError(WebSocketConnectionError):
+    """Raised when the server accepts the upgrade with an extension answer that is not legal for
+    our offer (RFC 6455 4.1, RFC 7692 7.1): the connection is not used. Retried like any other
+    failed dial; ``compression=None`` stops offering permessage-deflate."""
+
+
+class WebSocketProxyError(WebSocketConnectionError):
+    """Raised when the proxy (``proxy=`` or the environment) cannot be reached or refuses the
+    tunnel: an HTTP CONNECT status other than 2xx (``status_code``, ``headers``), a SOCKS failure.
+
+    Retried or final by the rules of a handshake status: 407 (proxy credentials), 403 and the
+    other 4xx are final, 408, 429 and 5xx are retried; a SOCKS authentication failure or a
+    "not allowed by ruleset" reply is final, other SOCKS failures and an unreachable proxy are
+    retried (:attr:`is_retryable`). ``proxy`` is the proxy URL, masked."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str,
+        url: str = "",
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        retryable: bool | None = None,
+        last_error: BaseException | None = None,
+    ) -> None:
+        self.proxy = mask_url(proxy)
+        self.status_code = status_code
+        self.headers = dict(headers or {})
+        if retryable is None:
+            retryable = status_code is None or status_code in (408, 429) or status_code >= 500
+        self._retryable = retryable
+        super().__init__(mask_urls_in(message), url=url, last_error=last_error)
+
+    @property
+    def is_retryable(self) -> bool:
+        """Whether another dial may succeed (see the class documentation)."""
+        return self._retryable
 
 
 def _refusal(status_code: int) -> str:

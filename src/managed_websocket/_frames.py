@@ -3,7 +3,11 @@
 :class:`FrameReader` parses what a server sends to a client, RFC 6455 section 5: the base framing
 (5.2: FIN, RSV1-3, opcode, 7/16/64-bit payload length), no masking from a server (5.1, 5.3),
 fragmentation with interleaved control frames (5.4), control frames (5.5: close, ping, pong)
-and data frames (5.6: text must be UTF-8). No extension is negotiated, so 5.8 does not apply.
+and data frames (5.6: text must be UTF-8). The one extension it knows is permessage-deflate
+(RFC 7692, negotiated in ``_handshake.py``): given an :class:`~._deflate.Inflater`, RSV1 on the
+first frame of a text or binary message marks it compressed, and its payload is inflated as it
+arrives, within what is left of ``max_message_size`` (a bomb fails with 1009 before it is inflated
+whole). RSV1 anywhere else, RSV2 and RSV3 fail with 1002; invalid deflate data with 1007.
 It does no I/O: feed it bytes with :meth:`FrameReader.receive_data` and collect what they
 completed with :meth:`FrameReader.events`.
 
@@ -39,6 +43,8 @@ import struct
 import sys
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+
+from ._deflate import InflatedTooBig, InflateError, Inflater
 
 __all__ = [
     "Close",
@@ -118,11 +124,13 @@ class FrameReader:
 
     __slots__ = (
         "_buffer",
+        "_compressed",
         "_decoder",
         "_discarding",
         "_events",
         "_frame_fin",
         "_frame_remaining",
+        "_inflater",
         "_max_size",
         "_opcode",
         "_parts",
@@ -131,9 +139,12 @@ class FrameReader:
         "_stopped",
     )
 
-    def __init__(self, max_message_size: int) -> None:
-        """``max_message_size``: the most bytes a message may have (a negative one fails all)."""
+    def __init__(self, max_message_size: int, inflater: Inflater | None = None) -> None:
+        """``max_message_size``: the most bytes a message may have (a negative one fails all),
+        inflated bytes for a compressed one. ``inflater``: permessage-deflate was negotiated."""
         self._max_size = max_message_size
+        self._inflater = inflater
+        self._compressed = False  # the message being assembled is compressed
         # Frames with a 7-bit length up to this take the short path; -1 closes it.
         self._short_limit = min(max_message_size, _MAX_CONTROL_PAYLOAD)
         self._events: list[Event] = []
@@ -191,6 +202,7 @@ class FrameReader:
         end = len(data)
         append = self._events.append
         limit = -1 if self._opcode else self._short_limit
+        inflating = self._inflater is not None
         while end - pos >= 2:
             length = data[pos + 1]  # as a whole byte, so a masked frame (0x80) fails the test
             if length <= limit:
@@ -204,6 +216,16 @@ class FrameReader:
                     if first == 0x82:  # FIN + binary
                         append(data[pos + 2 : stop])
                         pos = stop
+                        continue
+                    if (first == 0xC1 or first == 0xC2) and inflating:
+                        # FIN + RSV1 + text or binary: a small whole compressed message.
+                        message = self._inflate(data[pos + 2 : stop], True)
+                        if message is not None:
+                            append(message.decode() if first == 0xC1 else message)
+                        elif self._stopped:
+                            return
+                        pos = stop
+                        limit = -1 if self._opcode else self._short_limit
                         continue
             pos = self._frame(data, pos, end)
             if pos < 0:
@@ -241,8 +263,13 @@ class FrameReader:
             length = int.from_bytes(data[pos + 2 : start], "big")
             if length >> 63:
                 return self._fail(1002, "64-bit payload length with the most significant bit set")
+        compressed = False
         if first & 0x70:
-            return self._fail(1002, "reserved bit set without a negotiated extension")
+            if self._inflater is None:
+                return self._fail(1002, "reserved bit set without a negotiated extension")
+            if first & 0x70 != 0x40 or opcode & 0x8 or opcode == OP_CONTINUATION:
+                return self._fail(1002, "reserved bit set on a frame that cannot be compressed")
+            compressed = True
         if second & 0x80:
             return self._fail(1002, "masked frame from the server")
         if opcode & 0x8:
@@ -251,17 +278,26 @@ class FrameReader:
                 return self._keep(data, pos)
             self._control(opcode, data[start:stop])
             return -1 if self._stopped else stop
-        return self._data_frame(data, opcode, fin, length, start, end)
+        return self._data_frame(data, opcode, fin, length, start, end, compressed)
 
     def _data_frame(
-        self, data: bytes, opcode: int, fin: bool, length: int, start: int, end: int
+        self,
+        data: bytes,
+        opcode: int,
+        fin: bool,
+        length: int,
+        start: int,
+        end: int,
+        compressed: bool = False,
     ) -> int:
         if opcode == OP_CONTINUATION:
             if not self._opcode:
                 return self._fail(1002, "continuation frame without a message to continue")
+            compressed = self._compressed
         elif self._opcode:
             return self._fail(1002, "new data frame before the fragmented message ended")
-        size = self._size + length
+        # A compressed message is measured as it inflates (_add_payload), not on the wire.
+        size = self._size if compressed else self._size + length
         if size > self._max_size and not self._discarding:
             # Announced by the header: fail before the payload arrives. Keep reading frames,
             # without delivering messages, so the peer's answering close frame is seen.
@@ -272,8 +308,14 @@ class FrameReader:
             if fin and stop <= end and not self._discarding:
                 # A whole unfragmented message in this read: no decoder, no parts.
                 payload = data[start:stop]
+                if compressed:
+                    inflated = self._inflate(payload, True)
+                    if inflated is None:
+                        return -1 if self._stopped else stop
+                    payload = inflated
                 self._events.append(payload.decode() if opcode == OP_TEXT else payload)
                 return stop
+            self._compressed = compressed
             self._opcode = opcode
             self._decoder = _Utf8Decoder() if opcode == OP_TEXT else None
         self._size = size
@@ -300,6 +342,16 @@ class FrameReader:
 
     def _add_payload(self, chunk: bytes, last: bool) -> None:
         """Add payload to the open message; ``last``: it ends the message."""
+        if self._compressed:
+            if self._discarding:  # not inflated, nor decoded: nobody will see it
+                if last:
+                    self._end_message()
+                return
+            inflated = self._inflate(chunk, last)
+            if inflated is None:
+                return
+            chunk = inflated
+            self._size += len(chunk)
         decoder = self._decoder
         part: bytes | str = chunk if decoder is None else decoder.decode(chunk, last)
         if part and not self._discarding:
@@ -322,6 +374,23 @@ class FrameReader:
         self._opcode = 0
         self._decoder = None
         self._size = 0
+        self._compressed = False
+
+    def _inflate(self, chunk: bytes, last: bool) -> bytes | None:
+        """Inflate a compressed message's payload within what is left of the size limit; None
+        when that failed the message (1009: read on for the close frame) or the reader (1007)."""
+        assert self._inflater is not None
+        try:
+            return self._inflater.inflate(chunk, last, self._max_size - self._size)
+        except InflatedTooBig:
+            self._events.append(ProtocolFailure(1009, f"message over {self._max_size} bytes"))
+            self.discard_messages()
+            if last:
+                self._end_message()
+            return None
+        except InflateError as exc:
+            self._fail(1007, f"invalid compressed data: {exc}")
+            return None
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
@@ -367,11 +436,14 @@ def _parse_close(payload: bytes) -> Close | ProtocolFailure:
 # Writing client frames
 
 
-def encode_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
     """One client frame: header, a fresh random masking key, the masked payload (RFC 6455 5.2,
-    5.3). Raises ValueError for a control frame payload over 125 bytes (5.5)."""
+    5.3). ``rsv1``: the payload is compressed (RFC 7692 6). Raises ValueError for a control
+    frame payload over 125 bytes (5.5)."""
     length = len(payload)
     first = opcode | 0x80 if fin else opcode
+    if rsv1:
+        first |= 0x40
     if length <= _MAX_CONTROL_PAYLOAD:
         header = bytes((first, 0x80 | length))
     elif opcode & 0x8:

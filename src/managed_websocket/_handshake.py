@@ -7,6 +7,8 @@ Every failure is translated here, once, into the library's exceptions (always ch
 - TCP refused or unreachable → :class:`WebSocketConnectionRefusedError`
 - TLS handshake or certificate verification fails → :class:`WebSocketTLSError`
 - the server answers the upgrade with another status → :class:`WebSocketHandshakeError`
+- it accepts with an illegal permessage-deflate answer → :class:`WebSocketExtensionError`
+- the proxy cannot be reached or refuses the tunnel → :class:`WebSocketProxyError`
 - ``connection_timeout`` (one budget for TCP + TLS + upgrade) → :class:`WebSocketTimeoutError`
 """
 
@@ -18,24 +20,27 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Literal, TypeAlias
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ._connection import DEFAULT_READ_SIZE, WebSocketConnection
+from ._deflate import OFFER, DeflateNegotiationError, negotiate
 from ._exceptions import (
     BODY_SNIPPET_LIMIT,
     WebSocketConnectionError,
     WebSocketConnectionRefusedError,
     WebSocketDNSError,
+    WebSocketExtensionError,
     WebSocketHandshakeError,
+    WebSocketProxyError,
     WebSocketTimeoutError,
     WebSocketTLSError,
 )
+from ._proxy_dial import ProxyURL, open_tunnel, parse_proxy_url, proxy_from_environment
+from ._upgrade import Accepted, ClientUpgrade, Rejected, UpgradeFailed
 from ._url import WebSocketURL, parse_ws_url
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -46,6 +51,10 @@ __all__ = ["connect_websocket", "open_websocket_connection"]
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+#: ``"deflate"``: offer permessage-deflate (RFC 7692); ``None``: no compression.
+Compression: TypeAlias = Literal["deflate"] | None
+#: A proxy URL; ``True``: the one the environment gives (``wss_proxy``...); ``None``: no proxy.
+Proxy: TypeAlias = str | ProxyURL | Literal[True] | None
 
 
 @asynccontextmanager
@@ -59,6 +68,8 @@ async def connect_websocket(
     close_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_size: int = DEFAULT_READ_SIZE,
+    compression: Compression = "deflate",
+    proxy: Proxy = True,
 ) -> AsyncIterator[WebSocketConnection]:
     """Open a WebSocket connection for the duration of an ``async with`` block.
 
@@ -74,6 +85,8 @@ async def connect_websocket(
         close_timeout=close_timeout,
         max_message_size=max_message_size,
         read_size=read_size,
+        compression=compression,
+        proxy=proxy,
     )
     try:
         yield conn
@@ -93,6 +106,8 @@ async def open_websocket_connection(
     close_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_size: int = DEFAULT_READ_SIZE,
+    compression: Compression = "deflate",
+    proxy: Proxy = True,
 ) -> WebSocketConnection:
     """Open a WebSocket connection; the caller must ``aclose()`` (or ``abort()``) it.
 
@@ -103,17 +118,28 @@ async def open_websocket_connection(
         ssl_context: for ``wss://``; default: a verifying context from the system trust store.
         connection_timeout: one budget for TCP connect, TLS handshake and upgrade.
         close_timeout: how long :meth:`WebSocketConnection.aclose` waits for the peer's close.
-        max_message_size: incoming messages larger than this fail the connection with 1009.
+        max_message_size: incoming messages larger than this fail the connection with 1009
+            (for a compressed message: its inflated size).
+        compression: ``"deflate"`` offers permessage-deflate (RFC 7692), ``None`` does not.
+        proxy: an ``http://``, ``https://``, ``socks5://``, ``socks5h://`` or ``socks4://`` URL
+            (credentials in it are sent, never shown); ``True`` (the default): the proxy the
+            environment names for this URL (``wss_proxy``/``https_proxy`` or
+            ``ws_proxy``/``http_proxy``, unless ``no_proxy`` covers the host); ``None``: none.
+            An ``https://`` proxy is verified with ``ssl_context`` too.
 
     Raises:
         WebSocketInvalidURLError, WebSocketDNSError, WebSocketConnectionRefusedError,
-        WebSocketTLSError, WebSocketHandshakeError, WebSocketTimeoutError,
+        WebSocketTLSError, WebSocketHandshakeError, WebSocketExtensionError, WebSocketProxyError,
+        WebSocketTimeoutError,
         WebSocketConnectionError (any other failure while opening).
     """
+    if compression not in ("deflate", None):
+        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
     target = url if isinstance(url, WebSocketURL) else parse_ws_url(url)
+    via = _resolve_proxy(proxy, target)
     header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     with anyio.move_on_after(connection_timeout) as scope:
-        stream = await _open_stream(target, ssl_context)
+        stream = await _open_stream(target, ssl_context, via)
         try:
             return await _upgrade(
                 stream,
@@ -123,6 +149,7 @@ async def open_websocket_connection(
                 max_message_size=max_message_size,
                 close_timeout=close_timeout,
                 read_size=read_size,
+                compression=compression,
             )
         except BaseException:
             await anyio.aclose_forcefully(stream)
@@ -131,11 +158,34 @@ async def open_websocket_connection(
     raise WebSocketTimeoutError("connect", connection_timeout)
 
 
+def _resolve_proxy(proxy: Proxy, target: WebSocketURL) -> ProxyURL | None:
+    """The proxy to dial through, if any. A bad URL from the environment is a final
+    WebSocketProxyError; a bad ``proxy=`` argument a ValueError, before any I/O."""
+    if proxy is None or isinstance(proxy, ProxyURL):
+        return proxy
+    if proxy is True:
+        from_env = proxy_from_environment(target)
+        if from_env is None:
+            return None
+        try:
+            return parse_proxy_url(from_env)
+        except ValueError as exc:
+            raise WebSocketProxyError(
+                f"{exc} (from the environment)", proxy=from_env, url=target.raw, retryable=False
+            ) from None
+    return parse_proxy_url(proxy)
+
+
 async def _open_stream(
-    target: WebSocketURL, ssl_context: ssl.SSLContext | None
+    target: WebSocketURL, ssl_context: ssl.SSLContext | None, proxy: ProxyURL | None = None
 ) -> anyio.abc.ByteStream:
     try:
-        tcp = await anyio.connect_tcp(target.host, target.port)
+        if proxy is not None:
+            tcp = await open_tunnel(proxy, target, ssl_context)
+        else:
+            tcp = await anyio.connect_tcp(target.host, target.port)
+    except WebSocketProxyError:
+        raise  # an OSError too: kept from below
     except socket.gaierror as exc:
         raise WebSocketDNSError(
             f"cannot resolve host {target.host!r}", url=target.raw, last_error=exc
@@ -209,88 +259,72 @@ async def _upgrade(
     max_message_size: int,
     close_timeout: float,
     read_size: int,
+    compression: Compression,
 ) -> WebSocketConnection:
-    protocol = WSConnection(ConnectionType.CLIENT)
-    request = Request(
-        host=target.host_header,
-        target=target.resource,
-        extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        subprotocols=list(subprotocols),
+    upgrade = ClientUpgrade(
+        target.host_header,
+        target.resource,
+        headers,
+        subprotocols,
+        OFFER if compression == "deflate" else None,
+        BODY_SNIPPET_LIMIT,
     )
     try:
-        await stream.send(protocol.send(request))
-        accept = await _read_response(stream, protocol, target)
+        await stream.send(upgrade.request())
+        accept = await _read_response(stream, upgrade, target)
+        deflate = negotiate(accept.extensions, offered=compression == "deflate")
     except WebSocketConnectionError:
         raise  # a refusal (WebSocketHandshakeError); it is an OSError too, so keep it from below
     except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
         raise WebSocketConnectionError(
             "connection closed during the WebSocket handshake", url=target.raw, last_error=exc
         ) from exc
-    except RemoteProtocolError as exc:
+    except UpgradeFailed as exc:
         raise WebSocketConnectionError(
             f"invalid handshake response ({exc})", url=target.raw, last_error=exc
+        ) from exc
+    except DeflateNegotiationError as exc:
+        raise WebSocketExtensionError(
+            f"invalid permessage-deflate answer ({exc})", url=target.raw, last_error=exc
         ) from exc
     conn = WebSocketConnection(
         stream,
         url=target,
         subprotocol=accept.subprotocol,
-        response_headers=_decode_headers(accept.extra_headers),
+        response_headers=accept.headers,
         max_message_size=max_message_size,
         close_timeout=close_timeout,
         read_size=read_size,
-        initial_data=_bytes_after_response(protocol),
+        initial_data=accept.trailing,
+        deflate=deflate,
     )
     # Frames that came in the same packet as the 101 response: answer pings, queue messages.
     await conn._handle_events()
     return conn
 
 
-def _bytes_after_response(protocol: WSConnection) -> bytes:
-    """What the server sent after its 101 response, in the same reads: the first frames.
-
-    wsproto passes these bytes to its own frame parser, which we do not use (the connection reads
-    frames with ``_frames.FrameReader``); h11, which parsed the response, still holds them as its
-    ``trailing_data``. No more bytes were fed to wsproto after the response was complete.
-    """
-    return bytes(protocol.handshake._h11_connection.trailing_data[0])
-
-
 async def _read_response(
-    stream: anyio.abc.ByteStream, protocol: WSConnection, target: WebSocketURL
-) -> AcceptConnection:
-    rejection: RejectConnection | None = None
-    body = bytearray()
-    while True:
-        for event in protocol.events():
-            if isinstance(event, AcceptConnection):
-                return event
-            if isinstance(event, RejectConnection):
-                rejection = event
-                if not event.has_body:
-                    raise _rejected(rejection, b"", target)
-            elif isinstance(event, RejectData) and rejection is not None:
-                body += event.data
-                if event.body_finished or len(body) >= BODY_SNIPPET_LIMIT:
-                    raise _rejected(rejection, bytes(body), target)
-        try:
-            data = await stream.receive(65536)
-        except anyio.EndOfStream:
-            if rejection is not None:
-                raise _rejected(rejection, bytes(body), target) from None
-            raise
-        protocol.receive_data(data)
+    stream: anyio.abc.ByteStream, upgrade: ClientUpgrade, target: WebSocketURL
+) -> Accepted:
+    answer = None
+    while answer is None:
+        data = await _receive_or_eof(stream)
+        answer = upgrade.receive_data(data)
+        if answer is None and not data:
+            raise anyio.EndOfStream
+    if isinstance(answer, Rejected):
+        raise WebSocketHandshakeError(
+            answer.status_code, dict(answer.headers), answer.body, url=target.raw
+        )
+    return answer
 
 
-def _rejected(
-    event: RejectConnection, body: bytes, target: WebSocketURL
-) -> WebSocketHandshakeError:
-    return WebSocketHandshakeError(
-        event.status_code, dict(_decode_headers(event.headers)), body, url=target.raw
-    )
-
-
-def _decode_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
+async def _receive_or_eof(stream: anyio.abc.ByteStream) -> bytes:
+    """The next bytes from ``stream``, or ``b""`` once it has ended."""
+    try:
+        return await stream.receive(65536)
+    except anyio.EndOfStream:
+        return b""
 
 
 def _describe(exc: BaseException) -> str:

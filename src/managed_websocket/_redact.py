@@ -70,11 +70,11 @@ def _mask_unparsable(url: str) -> str:
     return _mask_path(_USERINFO.sub(f"{MASK}@", head, count=1))
 
 
-_URL_IN_TEXT = re.compile(r"\b(?:wss?|https?)://[^\s'\"<>]+")
+_URL_IN_TEXT = re.compile(r"\b(?:wss?|https?|socks(?:4|5h?))://[^\s'\"<>]+")
 
 
 def mask_urls_in(text: str) -> str:
-    """``text`` with every ws(s)/http(s) URL in it masked (e.g. an exception's message)."""
+    """``text`` with every ws(s)/http(s)/socks URL in it masked (e.g. an exception's message)."""
     return _URL_IN_TEXT.sub(lambda match: mask_url(match.group()), text)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeAlias, TypedDict
 from ._heartbeat import Heartbeat, PingReply
 from ._messages import decode_json_or_raw
 from ._models import DisconnectReason, ReconnectStrategy
+from ._proxy_dial import ProxyURL, parse_proxy_url
 from ._subscriptions import GenericSubscriptions, SubscriptionProtocol, as_protocol
 
 __all__ = [
@@ -89,6 +90,8 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     headers: HeaderPairs | HeadersProvider
     subprotocols: Iterable[str]
     ssl_context: ssl.SSLContext | None
+    compression: Literal["deflate"] | None
+    proxy: str | Literal[True] | None
     decode: Decoder | None
     subscription_protocol: SubscriptionProtocol | Any
     ack_timeout: float
@@ -140,6 +143,9 @@ class Settings:
     headers: tuple[tuple[str, str], ...] | HeadersProvider = ()
     subprotocols: tuple[str, ...] = ()
     ssl_context: ssl.SSLContext | None = None  # None = default verified TLS for wss://
+    compression: Literal["deflate"] | None = "deflate"  # permessage-deflate offered; None: off
+    # A proxy URL (masked in any repr); True: from the environment (wss_proxy...); None: none.
+    proxy: ProxyURL | Literal[True] | None = True
     decode: Decoder | None = decode_json_or_raw  # None = raw str/bytes
     subscription_protocol: SubscriptionProtocol = field(default_factory=GenericSubscriptions)
     ack_timeout: float = 10.0  # how long subscribe() waits for an acknowledging protocol's answer
@@ -392,6 +398,20 @@ def _ssl_context(name: str, value: object) -> ssl.SSLContext | None:
     return value
 
 
+def _compression(name: str, value: object) -> str | None:
+    if value is not None and value != "deflate":
+        raise ValueError(f"{name} must be 'deflate' or None, got {value!r}")
+    return value
+
+
+def _proxy(name: str, value: object) -> ProxyURL | Literal[True] | None:
+    if value is None or value is True:
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL str, True or None, not {type(value).__name__}")
+    return parse_proxy_url(value)
+
+
 def _subscription_protocol(name: str, value: object) -> SubscriptionProtocol:
     protocol = as_protocol(value)
     if protocol is None:
@@ -444,6 +464,8 @@ _VALIDATORS: dict[str, _Validator] = {
     "headers": _headers_or_provider,
     "subprotocols": _subprotocols,
     "ssl_context": _ssl_context,
+    "compression": _compression,
+    "proxy": _proxy,
     "decode": _callable_or_none,
     "subscription_protocol": _subscription_protocol,
     "ack_timeout": _positive,

@@ -21,12 +21,16 @@ import anyio
 import pytest
 import trustme
 
+from conftest import Proxies
 from managed_websocket import (
     ConnectionState,
+    DeflateParams,
     DisconnectReason,
     WebSocketHandshakeError,
     WebSocketReconnectError,
 )
+from managed_websocket._deflate import OFFER
+from managed_websocket.testing import open_test_server
 
 from ._exchange import WAIT, open_exchange, wait_until
 
@@ -496,3 +500,39 @@ async def test_pool() -> None:
     assert placement == {0: tuple(symbols[:5]), 1: tuple(symbols[5:10]), 2: tuple(symbols[10:])}
     assert {shard: set(chans) for shard, chans in placement.items()} == seen
     assert len(exchange.server.clients) == 3
+
+
+# ------------------------------------------------------------------------------ compression
+
+
+async def test_compression() -> None:
+    example = load("compression")
+    with anyio.fail_after(WAIT):
+        async with open_test_server(compression=True) as server:
+            assert await example.agreed(server.url) == DeflateParams()
+            assert await example.main(server.url) == example.SUBSCRIBE * 10
+            assert await example.main(server.url, compress=False) == example.SUBSCRIBE * 10
+            offers = [client.header("sec-websocket-extensions") for client in server.clients]
+        async with open_test_server() as declining:
+            assert await example.agreed(declining.url) is None
+            assert await example.main(declining.url) == example.SUBSCRIBE * 10
+    assert offers == [OFFER, OFFER, None]
+
+
+# ------------------------------------------------------------------------------ proxies
+
+
+async def test_proxy(proxies: Proxies, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load("proxy")
+    for name in ("ws_proxy", "http_proxy", "no_proxy", "WS_PROXY", "HTTP_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with anyio.fail_after(WAIT):
+        async with open_test_server() as server:
+            through = proxies.with_credentials(proxies.http_auth)
+            assert await example.main(server.url, through) == "hello through the proxy"
+            assert await example.main(server.url, proxies.socks5) == "hello through the proxy"
+            monkeypatch.setenv("http_proxy", through)  # main() without proxy= reads it
+            assert await example.main(server.url) == "hello through the proxy"
+            assert await example.refused(server.url, proxies.http_auth) == 407
+    assert len(server.clients) == 3
+    assert proxies.log.read_text().count(f":{server.port}") >= 3

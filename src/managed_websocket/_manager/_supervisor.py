@@ -44,6 +44,7 @@ from .._exceptions import (
     WebSocketConnectionError,
     WebSocketError,
     WebSocketHandshakeError,
+    WebSocketProxyError,
     WebSocketReconnectError,
     WebSocketSubscriptionError,
     WebSocketTimeoutError,
@@ -306,6 +307,8 @@ class Supervisor:
             connection_timeout=s.connection_timeout,
             close_timeout=s.close_timeout,
             max_message_size=s.max_message_size,
+            compression=s.compression,
+            proxy=s.proxy,
         )
 
     async def _delay_before(self, attempt: int, floor: float) -> float:
@@ -779,6 +782,8 @@ def _reconnect_verdict(verdict: object) -> float | None:
 def _is_fatal(error: WebSocketError, refreshes_credentials: bool = False) -> bool:
     """Errors no retry can fix: a 4xx refusal (but 408/429), a failed certificate check. With a
     url or headers provider, 401 and 403 are retried: the next dial brings fresh credentials."""
+    if isinstance(error, WebSocketProxyError):
+        return not error.is_retryable  # a provider's fresh credentials are not the proxy's
     if isinstance(error, WebSocketHandshakeError):
         if refreshes_credentials and error.status_code in (401, 403):
             return False

@@ -43,6 +43,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
 from ._faults import Flap, HandshakeFault, Refuse, Stall
@@ -87,6 +88,7 @@ class ConnectionConfig:
     on_handshake: HandshakeHook | None
     on_message: MessageHook | None = None
     authorize: AuthorizeHook | None = None
+    compression: bool = False
 
 
 class ServerConnection:
@@ -240,8 +242,12 @@ class ServerConnection:
     async def _accept(self, request: Request) -> bool:
         chosen = next((p for p in request.subprotocols if p in self._config.subprotocols), None)
         self.record.subprotocol = chosen
+        # wsproto's own permessage-deflate, when the client offers it: an independent peer.
+        offered = any(str(offer).startswith("permessage-deflate") for offer in request.extensions)
         accept = AcceptConnection(
-            subprotocol=chosen, extra_headers=_encode_headers(self._config.response_headers)
+            subprotocol=chosen,
+            extra_headers=_encode_headers(self._config.response_headers),
+            extensions=[PerMessageDeflate()] if self._config.compression and offered else [],
         )
         return await self._send(accept, states=(ConnectionState.CONNECTING,))
 

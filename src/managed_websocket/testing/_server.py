@@ -41,6 +41,7 @@ def open_test_server(
     host: str = "127.0.0.1",
     ssl_context: ssl.SSLContext | None = None,
     response_headers: Sequence[tuple[str, str]] = (),
+    compression: bool = False,
 ) -> WebSocketTestServer:
     """Create a scripted WebSocket server; use it with ``async with``.
 
@@ -57,6 +58,8 @@ def open_test_server(
         host: The address to listen on. Use an IP literal: the URL is built from it.
         ssl_context: Serve ``wss://`` with this server-side TLS context.
         response_headers: Extra headers for every 101 response.
+        compression: Accept permessage-deflate when the client offers it (wsproto's
+            implementation); by default the server declines it and all frames are plain.
 
     Returns:
         The server, not yet listening.
@@ -67,6 +70,7 @@ def open_test_server(
         host=host,
         ssl_context=ssl_context,
         response_headers=response_headers,
+        compression=compression,
     )
 
 
@@ -86,8 +90,10 @@ class WebSocketTestServer:
         host: str = "127.0.0.1",
         ssl_context: ssl.SSLContext | None = None,
         response_headers: Sequence[tuple[str, str]] = (),
+        compression: bool = False,
     ) -> None:
         self._echo = echo
+        self._compression = compression
         self._subprotocols = tuple(subprotocols)
         self._host = host
         self._ssl_context = ssl_context
@@ -147,6 +153,7 @@ class WebSocketTestServer:
                 on_handshake=self._hook,
                 on_message=self._message_hook,
                 authorize=self._authorize,
+                compression=self._compression,
             )
             connection = ServerConnection(stream, record, config, self._faults.next_fault())
             self._connections.append(connection)
