@@ -39,7 +39,7 @@ from .._models import (
     WebSocketStats,
 )
 from .._settings import ShouldReconnect, UrlProvider
-from ._groups import unwrap_group
+from ._groups import enter_owner_group, exit_owner_group, unwrap_group
 from ._inbox import Inbox, InboxClosed
 from ._supervisor import Supervisor
 
@@ -106,18 +106,7 @@ class ManagedWebSocket(Supervisor):
         self._report_started()  # shut down before the first connection opened
 
     async def __aenter__(self) -> Self:
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        try:
-            await group.start(self.run)
-        except BaseException as exc:
-            group.cancel_scope.cancel()
-            try:
-                await group.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as nested:
-                raise unwrap_group(nested, prefer=exc) from None
-            raise
-        self._owner_group = group
+        self._owner_group = await enter_owner_group(self.run)
         return self
 
     async def __aexit__(
@@ -128,12 +117,7 @@ class ManagedWebSocket(Supervisor):
     ) -> bool | None:
         group, self._owner_group = self._owner_group, None
         assert group is not None, "__aexit__ without __aenter__"
-        with anyio.CancelScope(shield=True):
-            await self.shutdown()
-        try:
-            return await group.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as nested:
-            raise unwrap_group(nested, prefer=exc) from None
+        return await exit_owner_group(group, self.shutdown, exc_type, exc, tb)
 
     # ------------------------------------------------------------------ operations
 

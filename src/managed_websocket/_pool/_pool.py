@@ -40,7 +40,7 @@ from .._exceptions import (
     describe,
 )
 from .._manager import ManagedWebSocket
-from .._manager._groups import unwrap_group
+from .._manager._groups import enter_owner_group, exit_owner_group, unwrap_group
 from .._settings import UrlProvider, resolve_settings
 from .._url import parse_ws_url
 from ._events import ChannelsReplaced, PoolEvent, ShardClosed, ShardFailed, ShardOpened
@@ -169,18 +169,7 @@ class ManagedWebSocketPool:
             raise self._fatal
 
     async def __aenter__(self) -> Self:
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        try:
-            await group.start(self.run)
-        except BaseException as exc:
-            group.cancel_scope.cancel()
-            try:
-                await group.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as nested:
-                raise unwrap_group(nested, prefer=exc) from None
-            raise
-        self._owner_group = group
+        self._owner_group = await enter_owner_group(self.run)
         return self
 
     async def __aexit__(
@@ -191,12 +180,7 @@ class ManagedWebSocketPool:
     ) -> bool | None:
         group, self._owner_group = self._owner_group, None
         assert group is not None, "__aexit__ without __aenter__"
-        with anyio.CancelScope(shield=True):
-            await self.shutdown()
-        try:
-            return await group.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as nested:
-            raise unwrap_group(nested, prefer=exc) from None
+        return await exit_owner_group(group, self.shutdown, exc_type, exc, tb)
 
     async def shutdown(self) -> None:
         """Close every shard gracefully and end :meth:`run`; consumers drain what was received,
