@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._connection import WebSocketConnection
 from ._events import (
     Connected,
+    ConnectFailed,
     Connecting,
     DisconnectDeferred,
     Disconnected,
@@ -47,6 +48,7 @@ from ._redact import mask_url
 from ._settings import ManagedWebSocketOptions
 
 __all__ = [
+    "ConnectFailed",
     "Connected",
     "Connecting",
     "ConnectionState",

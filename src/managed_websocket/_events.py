@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "ConnectFailed",
     "Connected",
     "Connecting",
     "DisconnectDeferred",
@@ -51,6 +52,20 @@ class Connecting(LifecycleEvent):
 
     attempt: int
     delay: float  # what was waited before this dial
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectFailed(LifecycleEvent):
+    """The dial that :class:`Connecting` announced failed. ``error`` is its message with URLs and
+    secrets masked, ``error_type`` the exception's class name (e.g.
+    ``"WebSocketConnectionRefusedError"``), ``url`` the masked URL dialled. ``fatal`` when no
+    retry follows (a 4xx refusal, a failed certificate check): the manager then fails with it."""
+
+    attempt: int
+    error: str
+    error_type: str
+    url: str
+    fatal: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +100,8 @@ class ReconnectScheduled(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RotationStarted(LifecycleEvent):
-    """A make-before-break rotation starts (``reason``: SCHEDULED)."""
+    """A make-before-break rotation starts. ``reason``: SCHEDULED for the ``max_connection_age``
+    timer, USER_REQUESTED for ``await ws.rotate()``."""
 
     reason: DisconnectReason
 
