@@ -36,7 +36,7 @@ from ._exceptions import (
     WebSocketTimeoutError,
     WebSocketTLSError,
 )
-from ._url import WebSocketURL, parse_ws_url
+from ._url import WebSocketURL, parse_ws_url, with_basic_auth
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -112,6 +112,7 @@ async def open_websocket_connection(
     """
     target = url if isinstance(url, WebSocketURL) else parse_ws_url(url)
     header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    header_pairs = with_basic_auth(target, header_pairs)  # user:pass@ in the URL
     with anyio.move_on_after(connection_timeout) as scope:
         stream = await _open_stream(target, ssl_context)
         try:
