@@ -49,6 +49,7 @@ from .._exceptions import (
     WebSocketReconnectError,
     WebSocketTimeoutError,
     WebSocketTLSError,
+    _plural,
     describe,
     quote_close_reason,
 )
@@ -392,12 +393,14 @@ class Supervisor:
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
         # The server's close reason says why it closed: it belongs on this line (quoted, masked).
         reason = f", reason {quote_close_reason(event.close_reason)}" if event.close_reason else ""
+        # A ping timeout or a kill() ends with no close code at all: say so, not "code None".
+        code = "no close code" if event.code is None else f"code {event.code}"
         logger.log(
             level,
-            "= disconnected from %s: %s (code %s%s)",
+            "= disconnected from %s: %s (%s%s)",
             self._endpoint,
             event.reason.name,
-            event.code,
+            code,
             reason,
         )
         self._events.publish(
@@ -594,10 +597,10 @@ class Supervisor:
             RotationCompleted(overlap_messages=staged, duplicates_dropped=duplicates)
         )
         logger.info(
-            "= rotated %s: %d overlap messages, %d duplicates dropped",
+            "= rotated %s: %s, %s dropped",
             self._endpoint,
-            staged,
-            duplicates,
+            _plural(staged, "overlap message"),
+            _plural(duplicates, "duplicate"),
         )
         return True
 
