@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The package version: the only place it is written (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 from ._connection import WebSocketConnection
 from ._events import (
     Connected,
@@ -85,6 +88,7 @@ __all__ = [
     "WebSocketStats",
     "WebSocketTLSError",
     "WebSocketTimeoutError",
+    "__version__",
     "connect_websocket",
     "mask_url",
     "open_managed_websocket",

@@ -156,7 +156,7 @@ class EventListener:
         )
         self._send: MemoryObjectSendStream[LifecycleEvent] = send
         self._receive: MemoryObjectReceiveStream[LifecycleEvent] = receive
-        self.dropped = 0
+        self.dropped: int = 0
 
     def _offer(self, event: LifecycleEvent) -> None:
         try:

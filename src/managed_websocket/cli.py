@@ -26,7 +26,7 @@ import anyio
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from . import _demo
+from . import __version__, _demo
 from ._exceptions import (
     WebSocketError,
     WebSocketHandshakeError,
@@ -65,6 +65,7 @@ def _watch_parser() -> argparse.ArgumentParser:
         "Run 'managed-websocket demo' for an offline demonstration.",
     )
     parser.add_argument("url", help="ws:// or wss:// URL")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--subscribe",
         action="append",
