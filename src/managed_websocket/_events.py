@@ -176,6 +176,10 @@ class EventListener:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # Nothing more can come: close our end now. Left to the garbage collector, the
+            # stream's own __del__ may run before ours (in a reference cycle the order is
+            # arbitrary) and warn that it was never closed (seen once on Python 3.12, trio).
+            self._receive.close()
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
