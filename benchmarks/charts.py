@@ -2,17 +2,22 @@
 
 Pure drawing: :func:`draw` takes the series that ``report.chart_series`` extracted from a run and
 writes one SVG per chart. The files are reproducible for the same numbers (no date in the
-metadata, a fixed hash salt), so a re-run that measured the same changes nothing.
+metadata, a fixed hash salt), so a re-run that measured the same changes nothing. The suite also
+saves the series as JSON beside the charts, so they can be redrawn without measuring again:
+
+    python -m benchmarks.charts [docs/charts/benchmarks-series.json]
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHARTS", "Bar", "MemoryPoint", "Series", "draw"]
+__all__ = ["CHARTS", "SERIES_FILE", "Bar", "MemoryPoint", "Series", "draw", "load", "save"]
 
 #: The charts, by file name (under docs/charts/), in the order of the report.
 CHARTS = {
@@ -47,7 +52,29 @@ class Series:
     caption: str  # the run: date, machine, rounds
 
 
-OURS, PEER = "#1f77b4", "#9e9e9e"
+#: The numbers behind the charts, saved beside them by the suite.
+SERIES_FILE = "benchmarks-series.json"
+
+OURS, PEER, TAIL = "#1f77b4", "#9e9e9e", "#ffb74d"
+
+
+def save(series: Series, path: Path) -> None:
+    data = {
+        "caption": series.caption,
+        "bars": [asdict(bar) for bar in series.bars],
+        "memory": [asdict(point) for point in series.memory],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load(path: Path) -> Series:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Series(
+        bars=[Bar(**bar) for bar in data["bars"]],
+        memory=[MemoryPoint(**point) for point in data["memory"]],
+        caption=data["caption"],
+    )
 
 
 def _setup() -> Any:
@@ -69,7 +96,6 @@ def _hbar(axis: Any, bars: Sequence[Bar], values: list[float], title: str, unit:
     colours = [OURS if bar.ours else PEER for bar in bars]
     axis.barh(positions, values, color=colours)
     axis.set_yticks(positions, [bar.label for bar in bars], fontsize=8)
-    axis.invert_yaxis()
     axis.set_xscale("log")
     axis.set_xlabel(unit)
     axis.set_title(title, fontsize=10)
@@ -86,6 +112,7 @@ def draw(series: Series, directory: Path) -> list[Path]:
     figure, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(measured) + 1.6), sharey=True)
     _hbar(axes[0], measured, [b.text or 0.0 for b in measured], "text messages", "msg/s (log)")
     _hbar(axes[1], measured, [b.binary or 0.0 for b in measured], "binary messages", "MB/s (log)")
+    axes[0].invert_yaxis()  # the y axis is shared: invert it once, the table's order top down
     figure.suptitle(f"Throughput, median of the runs (blue: managed-websocket)\n{series.caption}")
     path = directory / CHARTS["throughput"]
     _save(figure, path)
@@ -96,13 +123,24 @@ def draw(series: Series, directory: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(8, 0.32 * len(echo) + 1.6))
     positions = list(range(len(echo)))
     axis.barh([p - 0.2 for p in positions], [b.p50 or 0.0 for b in echo], height=0.4,
-              color=[OURS if b.ours else PEER for b in echo], label="p50")  # fmt: skip
+              color=[OURS if b.ours else PEER for b in echo])  # fmt: skip
     axis.barh([p + 0.2 for p in positions], [b.p99 or 0.0 for b in echo], height=0.4,
-              color="#ffb74d", label="p99")  # fmt: skip
+              color=TAIL)  # fmt: skip
     axis.set_yticks(positions, [b.label for b in echo], fontsize=8)
     axis.invert_yaxis()
-    axis.set_xlabel("echo round trip, µs")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.set_xscale("log")  # tails can be 10-100x the median on a busy machine
+    axis.set_xlabel("echo round trip, µs (log)")
+    from matplotlib.patches import Patch
+
+    axis.legend(
+        handles=[
+            Patch(color=OURS, label="p50, managed-websocket"),
+            Patch(color=PEER, label="p50, floors and peers"),
+            Patch(color=TAIL, label="p99"),
+        ],
+        loc="lower right",
+        fontsize=8,
+    )
     axis.grid(axis="x", alpha=0.3)
     axis.set_title(f"Echo latency, median of the runs\n{series.caption}", fontsize=10)
     path = directory / CHARTS["latency"]
@@ -133,3 +171,15 @@ def draw(series: Series, directory: Path) -> list[Path]:
     plt.close(figure)
     written.append(path)
     return written
+
+
+def main() -> None:
+    """Redraw the charts from saved numbers (default: docs/charts/benchmarks-series.json)."""
+    directory = Path(__file__).resolve().parents[1] / "docs" / "charts"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else directory / SERIES_FILE
+    for written in draw(load(path), path.parent):
+        print(written)
+
+
+if __name__ == "__main__":
+    main()

@@ -417,10 +417,13 @@ def chart_series(run: Run) -> Series:
 
 
 def draw_charts(run: Run, directory: Path) -> list[Path]:
-    """Draw the charts of ``run`` as SVG into ``directory`` (needs matplotlib)."""
-    from .charts import draw
+    """Draw the charts of ``run`` as SVG into ``directory`` (needs matplotlib), and save their
+    numbers beside them (``charts.SERIES_FILE``) so that they can be redrawn without a run."""
+    from .charts import SERIES_FILE, draw, save
 
-    return draw(chart_series(run), directory)
+    series = chart_series(run)
+    save(series, directory / SERIES_FILE)
+    return draw(series, directory)
 
 
 def _chart(name: str, alt: str, charts: Sequence[str]) -> list[str]:

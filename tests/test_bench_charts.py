@@ -146,3 +146,14 @@ def test_the_timeline_draws_what_it_recorded(tmp_path: Path) -> None:
     assert numbers["outages"] == [
         {"start": 1.0, "duration": 0.5, "reason": "NETWORK_ERROR", "covered": False}
     ]
+
+
+def test_the_saved_numbers_redraw_the_same_charts(tmp_path: Path) -> None:
+    from benchmarks.charts import load, save
+
+    series = report.chart_series(make_run())
+    save(series, tmp_path / "series.json")
+    assert load(tmp_path / "series.json") == series
+    direct = draw(series, tmp_path / "direct")
+    again = draw(load(tmp_path / "series.json"), tmp_path / "again")
+    assert [p.read_bytes() for p in direct] == [p.read_bytes() for p in again]
