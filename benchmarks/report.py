@@ -1,13 +1,17 @@
-"""Turn the measurements of one run into the markdown report (medians, ratios, method)."""
+"""Turn the measurements of one run into the markdown report (medians, ratios, method) and its
+SVG charts (throughput, latency, memory; drawn by ``charts.py`` with matplotlib, the ``[bench]``
+extra)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import pool, wire
+from .charts import CHARTS, Bar, MemoryPoint, Series
 from .client import BINARY_PLAN, ECHO_PLAN, TEXT_PLAN
 from .clients import FLOORS, REFERENCE, SPECS, ClientSpec
 from .clients.common import CLOSE_GRACE, MAX_MESSAGE_SIZE, QUEUE_SIZE, READ_SIZE
@@ -377,7 +381,59 @@ def _method(run: Run) -> list[str]:
     return text.splitlines()
 
 
-def render(run: Run) -> str:
+# ------------------------------------------------------------------ charts
+
+
+def chart_series(run: Run) -> Series:
+    """The figures the charts show, from the same medians as the tables (pure)."""
+    summaries = {c.spec.name: summarize(c) for c in run.clients if not c.status}
+    bars = []
+    for client in run.clients:
+        if client.status:
+            continue
+        own = summaries[client.spec.name]
+        bars.append(
+            Bar(
+                label=client.spec.title,
+                text=own.median("text"),
+                binary=own.median("binary"),
+                p50=own.median("p50"),
+                p99=own.median("p99"),
+                ours=client.spec.package is None and not client.spec.floor,
+            )
+        )
+    memory = [
+        MemoryPoint(
+            backend=backend,
+            connections=count,
+            rss_after_mib=result["rss_after"] / 2**20,
+            per_connection_kib=result["per_connection"] / 1024,
+        )
+        for backend, count, result in run.memory
+        if "error" not in result
+    ]
+    m = run.machine
+    caption = f"{m.started[:10]}, {m.cpu}, {m.cores} cores, {m.python}, {run.rounds} runs"
+    return Series(bars=bars, memory=memory, caption=caption)
+
+
+def draw_charts(run: Run, directory: Path) -> list[Path]:
+    """Draw the charts of ``run`` as SVG into ``directory`` (needs matplotlib), and save their
+    numbers beside them (``charts.SERIES_FILE``) so that they can be redrawn without a run."""
+    from .charts import SERIES_FILE, draw, save
+
+    series = chart_series(run)
+    save(series, directory / SERIES_FILE)
+    return draw(series, directory)
+
+
+def _chart(name: str, alt: str, charts: Sequence[str]) -> list[str]:
+    """The Markdown image of chart ``name`` when it was drawn in this run, else nothing."""
+    return [f"![{alt}](charts/{CHARTS[name]})", ""] if name in charts else []
+
+
+def render(run: Run, charts: Sequence[str] = ()) -> str:
+    """The report; ``charts``: the names (``CHARTS`` keys) drawn for this run, shown as images."""
     summaries = {c.spec.name: summarize(c) for c in run.clients if not c.status}
     main_rows = [_main_row(client, summaries) for client in run.clients]
     spread_headers = ("client", "backend", "text msg/s", "binary MB/s", "p50 µs", "p99 µs")
@@ -396,6 +452,8 @@ def render(run: Run) -> str:
         *_header(run),
         f"## Throughput and latency (median of {run.rounds} runs)",
         "",
+        *_chart("throughput", "Throughput of each client, text and binary", charts),
+        *_chart("latency", "Echo round-trip latency of each client, p50 and p99", charts),
         table(_MAIN_HEADERS, main_rows),
         "",
         "Server headroom:",
@@ -404,6 +462,7 @@ def render(run: Run) -> str:
         "",
         "## Idle memory per managed connection",
         "",
+        *_chart("memory", "Process RSS and KiB per idle managed connection", charts),
         table(memory_headers, _memory_rows(run.memory)),
         "",
         "## Reconnect latency (IMMEDIATE)",

@@ -34,7 +34,7 @@ sys.exit(not m.__file__.startswith(sys.argv[1]))' "$PWD/src/" 2>/dev/null
 }
 
 echo "run.sh: installing managed-websocket (editable) into $VENV" >&2
-if ! output=$(pip_install -e '.[trio]'); then
+if ! output=$(pip_install -e '.[trio,bench]'); then
   if ! installed_from_here; then
     echo "run.sh: cannot install managed-websocket: $output" >&2
     exit 1

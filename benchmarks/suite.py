@@ -204,12 +204,25 @@ def main() -> None:
         elapsed=time.perf_counter() - started,
         rounds=args.rounds,
     )
-    text = report.render(run)
+    charts = _draw_charts(run, args.output.parent / "charts")
+    text = report.render(run, charts)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     kept = _compressed_section(args.output)  # written by benchmarks.deflate
     args.output.write_text(text + "\n" + (f"\n{kept}\n" if kept else ""))
     progress(f"report written to {args.output}")
+
+
+def _draw_charts(run: report.Run, directory: Path) -> list[str]:
+    """The charts of this run as SVG (matplotlib, the [bench] extra); none without it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        progress("no charts: matplotlib is not installed (pip install '.[bench]')")
+        return []
+    written = report.draw_charts(run, directory)
+    progress(f"charts written: {', '.join(str(path) for path in written)}")
+    return [name for name, file in report.CHARTS.items() if directory / file in written]
 
 
 if __name__ == "__main__":

@@ -153,3 +153,29 @@ def test_an_outage_without_sequence_numbers_keeps_no_range() -> None:
     ledger.restored(2.0)
     assert ledger.observe(100) is None  # the first number ever: no gap is known
     assert ledger.records[0].first_missing is None
+
+
+def test_both_clocks_are_kept_and_a_rotation_keeps_its_reason() -> None:
+    ledger = OutageLedger()
+    ledger.lost(10.0, R.NETWORK_ERROR, 1006, wall=1_700_000_000.0)
+    assert ledger.records[0].started_at == 1_700_000_000.0
+    assert ledger.records[0].ended_at is None
+    ledger.restored(10.5, wall=1_700_000_000.5)
+    ledger.rotated(20.0, 20.2, R.USER_REQUESTED, started_at=1_700_000_010.0, ended_at=1.7e9 + 10.2)
+    drop, rotation = ledger.records
+    assert (drop.start, drop.end, drop.started_at, drop.ended_at) == (
+        10.0,
+        10.5,
+        1_700_000_000.0,
+        1_700_000_000.5,
+    )
+    assert (rotation.reason, rotation.covered, rotation.started_at) == (
+        R.USER_REQUESTED,
+        True,
+        1_700_000_010.0,
+    )
+    # Without wall times (the pure API's default) they stay None.
+    plain = OutageLedger()
+    plain.lost(1.0, R.NETWORK_ERROR, 1006)
+    plain.restored(2.0)
+    assert (plain.records[0].started_at, plain.records[0].ended_at) == (None, None)

@@ -3,7 +3,10 @@ from __future__ import annotations
 import pytest
 
 from managed_websocket._exceptions import WebSocketInvalidURLError
-from managed_websocket._url import WebSocketURL, parse_ws_url
+from managed_websocket._redact import MASK
+from managed_websocket._url import WebSocketURL, parse_ws_url, with_basic_auth
+
+MAYBE_PASSWORD = "it may be part of a password"
 
 
 @pytest.mark.parametrize(
@@ -53,9 +56,19 @@ def test_credentials_are_kept_for_the_handshake_but_masked_when_shown() -> None:
         ("ws:///x", "URL has no host"),
         ("ws://:80/", "URL has no host"),
         ("ws://user@/", "URL has no host"),
-        ("ws://h:99999", "port must be a number from 1 to 65535"),
-        ("ws://h:abc", "port must be a number from 1 to 65535"),
-        ("ws://h:-1", "port must be a number from 1 to 65535"),
+        ("ws://h:99999", "port '99999' is out of range: it must be from 1 to 65535"),
+        ("ws://u@h:abc", "port 'abc' is not a number from 1 to 65535"),
+        # Without an "@" before it, a non-number port may be a password cut short by a "/":
+        # the masked URL shows it as ***, and so does the message.
+        (
+            "ws://h:abc",
+            f"the port (shown as {MASK}: {MAYBE_PASSWORD}) is not a number from 1 to 65535",
+        ),
+        (
+            "ws://h:-1",
+            f"the port (shown as {MASK}: {MAYBE_PASSWORD}) is not a number from 1 to 65535",
+        ),
+        ("ws://u%3Ax:p@h/", "the user name in the URL cannot contain ':' (%3A)"),
         ("ws://h:0", "port 0 is not a valid port"),
         ("ws://h /x", "URL contains whitespace or control characters"),
         (" ws://h/", "URL contains whitespace or control characters"),
@@ -103,7 +116,7 @@ def test_invalid_url_message() -> None:
     with pytest.raises(WebSocketInvalidURLError) as info:
         parse_ws_url("ws://user:hunter2@h:abc/?token=s3cret")
     assert str(info.value) == (
-        "invalid WebSocket URL 'ws://***@h:abc/?token=***': port must be a number from 1 to 65535"
+        "invalid WebSocket URL 'ws://***@h:abc/?token=***': port 'abc' is not a number from 1 to 65535"
     )
 
 
@@ -111,3 +124,43 @@ def test_invalid_url_message() -> None:
 def test_non_str_url_is_a_type_error(url: object) -> None:
     with pytest.raises(TypeError, match="^url must be a str, not "):
         parse_ws_url(url)  # type: ignore[arg-type]
+
+
+def test_a_masked_bad_port_is_named_without_showing_it() -> None:
+    with pytest.raises(WebSocketInvalidURLError) as info:
+        parse_ws_url("wss://user:hun/ter2@h/feed")
+    assert "the port (shown as ***" in str(info.value)
+    assert "hun" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://h/", None),
+        ("ws://alice:s3cret@h/", "alice:s3cret"),
+        ("ws://alice@h/", "alice:"),  # no password: an empty one (RFC 7617 allows it)
+        ("ws://al%40ice:p%3Ass%20w%C3%B6rd@h/", "al@ice:p:ss w\u00f6rd"),  # escapes decoded
+    ],
+)
+def test_userinfo_becomes_http_basic_credentials(url: str, expected: str | None) -> None:
+    import base64
+
+    auth = parse_ws_url(url).basic_auth
+    if expected is None:
+        assert auth is None
+        return
+    assert auth is not None
+    scheme, _, token = auth.partition(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(token).decode() == expected
+
+
+def test_an_explicit_authorization_header_wins_over_the_url() -> None:
+    target = parse_ws_url("ws://alice:s3cret@h/")
+    assert with_basic_auth(target, [("X-A", "1")]) == [
+        ("X-A", "1"),
+        ("Authorization", target.basic_auth),
+    ]
+    explicit = [("authorization", "Bearer t0ken")]
+    assert with_basic_auth(target, explicit) == explicit
+    assert with_basic_auth(parse_ws_url("ws://h/"), [("X-A", "1")]) == [("X-A", "1")]

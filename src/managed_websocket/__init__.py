@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+#: The package version: the only place it is written (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 from ._connection import WebSocketConnection
 from ._deflate import DeflateParams
 from ._events import (
     Connected,
+    ConnectFailed,
     Connecting,
     DisconnectDeferred,
     Disconnected,
@@ -79,6 +83,7 @@ __all__ = [
     "BinanceSubscriptions",
     "BybitSubscriptions",
     "ChannelsReplaced",
+    "ConnectFailed",
     "Connected",
     "Connecting",
     "ConnectionState",
@@ -137,6 +142,7 @@ __all__ = [
     "WebSocketSubscriptionError",
     "WebSocketTLSError",
     "WebSocketTimeoutError",
+    "__version__",
     "connect_websocket",
     "mask_url",
     "open_managed_pool",

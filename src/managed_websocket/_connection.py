@@ -164,8 +164,8 @@ class WebSocketConnection:
         # The last read filled at least half the buffer: the peer sends faster than we read,
         # so the next read finds bytes waiting (see read_batch).
         self._flooded = False
-        self.bytes_received = 0
-        self.bytes_sent = 0
+        self.bytes_received: int = 0
+        self.bytes_sent: int = 0
         # Call _handle_events() next: the handshake does, right after creating the connection.
         self._reader.receive_data(initial_data)
 

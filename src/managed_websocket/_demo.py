@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -22,11 +25,23 @@ from ._manager import ManagedWebSocket
 from ._models import DisconnectReason, WebSocketStats
 from .testing import WebSocketTestServer, open_test_server
 
-__all__ = ["run_demo", "summary"]
+__all__ = ["ledger_table", "plural", "run_demo", "summary"]
 
 TICK_INTERVAL = 0.01  # 100 ticks per second
 STEP_INTERVAL = 2.0
 MAX_AGE = 3.0  # the should_disconnect rule: reconnect connections older than this
+SAMPLE_LIMIT = 120  # characters of the sample message shown
+
+#: One line for the ledger's "covered" rows.
+COVERED = (
+    "covered: a make-before-break rotation; the new connection delivered before the old one "
+    "closed, so nothing was lost"
+)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 tick``, ``2 ticks``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class _Feed:
@@ -37,10 +52,13 @@ class _Feed:
         self.last_seq: int | None = None
         self.gaps = 0
         self.missing = 0
+        self.sample: Any = None  # the first tick, shown at the end
 
     def see(self, message: object) -> None:
         if not isinstance(message, dict) or "seq" not in message:
             return
+        if self.sample is None:
+            self.sample = message
         seq = int(message["seq"])
         self.ticks += 1
         if self.last_seq is not None and seq > self.last_seq + 1:
@@ -103,6 +121,7 @@ async def run_demo(seconds: float, backend: str) -> int:
     feed = _Feed()
     reasons: Counter[DisconnectReason] = Counter()
     say(f"managed-websocket demo on {backend}: {seconds:g} s against an embedded tick server")
+    say(f"the code it runs: {_source_file()}")
     async with open_test_server(echo=False) as server:
         ws = ManagedWebSocket(
             server.url + "/ticks",
@@ -134,14 +153,29 @@ async def run_demo(seconds: float, backend: str) -> int:
     say("--- summary")
     say(summary(ws.stats, dict(reasons)))
     say(
-        f"rotations {ws.stats.rotations} ({ws.stats.duplicates_dropped} duplicates dropped), "
-        f"ticks received {feed.ticks}, sequence gaps {feed.gaps} "
-        f"({feed.missing} ticks missed while disconnected)"
+        f"rotations {ws.stats.rotations} ({plural(ws.stats.duplicates_dropped, 'duplicate')} "
+        f"dropped), ticks received {feed.ticks}, sequence gaps {feed.gaps} "
+        f"({plural(feed.missing, 'tick')} missed while disconnected)"
     )
-    say("outage ledger:")
-    for outage in ws.outages:
-        say("  " + _describe(outage))
+    if feed.sample is not None:
+        say(f"sample message: {_truncate(json.dumps(feed.sample), SAMPLE_LIMIT)}")
+    say("outage ledger (ws.outages):")
+    for line in ledger_table(ws.outages):
+        say("  " + line)
     return 0
+
+
+def _source_file() -> str:
+    """This module's file, relative to the working directory when it is below it."""
+    path = Path(__file__).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def summary(stats: WebSocketStats, reasons: dict[DisconnectReason, int]) -> str:
@@ -162,14 +196,37 @@ def summary(stats: WebSocketStats, reasons: dict[DisconnectReason, int]) -> str:
     return "\n".join(lines)
 
 
-def _describe(outage: Outage) -> str:
-    duration = f"{outage.duration * 1000:7.1f} ms" if outage.duration is not None else "   (open)"
-    missing = (
-        f"missed seq {outage.first_missing}..{outage.last_missing}"
-        if outage.first_missing is not None
-        else "nothing missed"
-        if outage.covered
-        else "no gap seen"
+_LEDGER_ROW = "{:<12} {:>10}  {:<25} {:<5} {}"
+
+
+def ledger_table(outages: tuple[Outage, ...] | list[Outage]) -> list[str]:
+    """The outage ledger as text: a header row, one row per outage, and what "covered" means
+    when a row is covered. Times are the wall clock (local time)."""
+    if not outages:
+        return ["no outages"]
+    lines = [_LEDGER_ROW.format("started", "duration", "cause", "code", "ticks missed")]
+    for outage in outages:
+        lines.append(_ledger_row(outage))  # noqa: PERF401 - one row per outage, readable
+    if any(outage.covered for outage in outages):
+        lines.append(COVERED)
+    return lines
+
+
+def _ledger_row(outage: Outage) -> str:
+    started = (
+        time.strftime("%H:%M:%S", time.localtime(outage.started_at))
+        + f".{int(outage.started_at % 1 * 1000):03d}"
+        if outage.started_at is not None
+        else f"{outage.start:.3f}"
     )
-    kind = "rotation (covered)" if outage.covered else f"{outage.reason.name} code {outage.code}"
-    return f"{duration}  {kind:<28} {missing}"
+    duration = f"{outage.duration * 1000:.1f} ms" if outage.duration is not None else "open"
+    cause = f"{outage.reason.name} (covered)" if outage.covered else outage.reason.name
+    code = "-" if outage.code is None else str(outage.code)  # no close frame: no code
+    if outage.first_missing is not None and outage.last_missing is not None:
+        count = outage.last_missing - outage.first_missing + 1
+        missed = f"{plural(count, 'tick')}: seq {outage.first_missing}..{outage.last_missing}"
+    elif outage.covered:
+        missed = "none"
+    else:
+        missed = "none seen"
+    return _LEDGER_ROW.format(started, duration, cause, code, missed)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "ConnectFailed",
     "Connected",
     "Connecting",
     "DisconnectDeferred",
@@ -56,6 +57,20 @@ class Connecting(LifecycleEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectFailed(LifecycleEvent):
+    """The dial that :class:`Connecting` announced failed. ``error`` is its message with URLs and
+    secrets masked, ``error_type`` the exception's class name (e.g.
+    ``"WebSocketConnectionRefusedError"``), ``url`` the masked URL dialled. ``fatal`` when no
+    retry follows (a 4xx refusal, a failed certificate check): the manager then fails with it."""
+
+    attempt: int
+    error: str
+    error_type: str
+    url: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Connected(LifecycleEvent):
     """A connection is open; ``latency`` is how long opening it took (TCP, TLS and upgrade)."""
 
@@ -87,7 +102,8 @@ class ReconnectScheduled(LifecycleEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RotationStarted(LifecycleEvent):
-    """A make-before-break rotation starts (``reason``: SCHEDULED)."""
+    """A make-before-break rotation starts. ``reason``: SCHEDULED for the ``max_connection_age``
+    timer, USER_REQUESTED for ``await ws.rotate()``."""
 
     reason: DisconnectReason
 
@@ -163,7 +179,7 @@ class EventListener:
         )
         self._send: MemoryObjectSendStream[LifecycleEvent] = send
         self._receive: MemoryObjectReceiveStream[LifecycleEvent] = receive
-        self.dropped = 0
+        self.dropped: int = 0
 
     def _offer(self, event: LifecycleEvent) -> None:
         try:
@@ -183,6 +199,10 @@ class EventListener:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # Nothing more can come: close our end now. Left to the garbage collector, the
+            # stream's own __del__ may run before ours (in a reference cycle the order is
+            # arbitrary) and warn that it was never closed (seen once on Python 3.12, trio).
+            self._receive.close()
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:

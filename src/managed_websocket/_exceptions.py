@@ -78,7 +78,7 @@ class WebSocketInvalidURLError(WebSocketError, ValueError):
     """Raised when a URL is not a usable ``ws://`` or ``wss://`` URL."""
 
     def __init__(self, url: str, problem: str) -> None:
-        self.url = mask_url(url)
+        self.url: str = mask_url(url)
         self.problem = problem
         super().__init__(f"invalid WebSocket URL {self.url!r}: {problem}")
 
@@ -94,10 +94,10 @@ class WebSocketConnectionError(WebSocketError, ConnectionError):
         attempts: int = 0,
         last_error: BaseException | None = None,
     ) -> None:
-        self.url = mask_url(url)
+        self.url: str = mask_url(url)
         self.attempts = attempts
         self.last_error = last_error
-        self.message = message
+        self.message: str = message
         super().__init__(f"{message} ({self.url})" if self.url else message)
 
 
@@ -125,8 +125,8 @@ class WebSocketHandshakeError(WebSocketConnectionError):
         url: str = "",
     ) -> None:
         self.status_code = status_code
-        self.headers = dict(headers)
-        self.body = body[:BODY_SNIPPET_LIMIT]
+        self.headers: dict[str, str] = dict(headers)
+        self.body: bytes = body[:BODY_SNIPPET_LIMIT]
         super().__init__(_refusal(status_code), url=url)
 
     @property
@@ -231,7 +231,7 @@ class WebSocketReconnectError(WebSocketError):
         self.last_error = last_error
         detail = f": {describe(last_error)}" if last_error is not None else ""
         #: Without the URL (see :func:`describe`); the URL is said once, at the end.
-        self.message = f"gave up reconnecting after {_plural(attempts, 'attempt')}{detail}"
+        self.message: str = f"gave up reconnecting after {_plural(attempts, 'attempt')}{detail}"
         url = getattr(last_error, "url", "")
         super().__init__(f"{self.message} ({url})" if url else self.message)
 

@@ -41,7 +41,7 @@ from ._exceptions import (
 )
 from ._proxy_dial import ProxyURL, open_tunnel, parse_proxy_url, proxy_from_environment
 from ._upgrade import Accepted, ClientUpgrade, Rejected, UpgradeFailed
-from ._url import WebSocketURL, parse_ws_url
+from ._url import WebSocketURL, parse_ws_url, with_basic_auth
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -138,6 +138,7 @@ async def open_websocket_connection(
     target = url if isinstance(url, WebSocketURL) else parse_ws_url(url)
     via = _resolve_proxy(proxy, target)
     header_pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    header_pairs = with_basic_auth(target, header_pairs)  # user:pass@ in the URL
     with anyio.move_on_after(connection_timeout) as scope:
         stream = await _open_stream(target, ssl_context, via)
         try:

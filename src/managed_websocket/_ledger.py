@@ -2,7 +2,10 @@
 numbers never arrived. Pure bookkeeping: the caller passes ``now``.
 
 An outage opens when a connection is lost (or replaced) and closes when the next connection
-delivers. When the user gives ``sequence_of(message)``, every jump in sequence numbers is a gap
+delivers. Each record has both clocks: ``start``/``end`` on the event loop's clock (monotonic, for
+durations; the clock of ``ws.stats``), ``started_at``/``ended_at`` on the wall clock
+(``time.time()``, the clock of the events' ``at``, for logs and for lining an outage up with an
+exchange's timestamps). When the user gives ``sequence_of(message)``, every jump in sequence numbers is a gap
 (also within one connection); a gap that follows an outage is attributed to it.
 """
 
@@ -17,7 +20,13 @@ __all__ = ["Outage", "OutageLedger"]
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """One interval without a live connection (or with a replaced one)."""
+    """One interval without a live connection (or with a replaced one).
+
+    ``start``/``end`` are on the event loop's clock (``anyio.current_time()``: monotonic, use them
+    for durations); ``started_at``/``ended_at`` are the same instants on the wall clock
+    (``time.time()``, like every event's ``at``). ``covered``: an overlapping connection
+    delivered throughout (a make-before-break rotation), so nothing was lost.
+    """
 
     start: float
     end: float | None  # None while still open
@@ -26,6 +35,8 @@ class Outage:
     covered: bool = False  # an overlapping connection delivered across it (rotation)
     first_missing: int | None = None  # sequence numbers lost in it, when known
     last_missing: int | None = None
+    started_at: float | None = None  # wall clock (time.time()); None when not given
+    ended_at: float | None = None  # wall clock; None while still open
 
     @property
     def duration(self) -> float | None:
@@ -47,21 +58,43 @@ class OutageLedger:
         """Every outage so far, the open one last."""
         return tuple(self._records) + ((self._open,) if self._open is not None else ())
 
-    def lost(self, now: float, reason: DisconnectReason, code: int | None) -> None:
-        """The live connection ended."""
+    def lost(
+        self, now: float, reason: DisconnectReason, code: int | None, *, wall: float | None = None
+    ) -> None:
+        """The live connection ended (``now`` on the loop clock, ``wall`` the same instant on
+        the wall clock)."""
         if self._open is None:
-            self._open = Outage(start=now, end=None, reason=reason, code=code)
+            self._open = Outage(start=now, end=None, reason=reason, code=code, started_at=wall)
 
-    def restored(self, now: float) -> None:
+    def restored(self, now: float, *, wall: float | None = None) -> None:
         """A connection is live again."""
         if self._open is not None:
-            self._records.append(replace(self._open, end=now))
+            self._records.append(replace(self._open, end=now, ended_at=wall))
             self._gap_target = len(self._records) - 1
             self._open = None
 
-    def rotated(self, start: float, end: float) -> None:
-        """A planned rotation switched connections; the overlap covered the interval."""
-        self._records.append(Outage(start, end, DisconnectReason.SCHEDULED, 1000, covered=True))
+    def rotated(
+        self,
+        start: float,
+        end: float,
+        reason: DisconnectReason = DisconnectReason.SCHEDULED,
+        *,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> None:
+        """A rotation switched connections; the overlap covered the interval. ``reason``:
+        SCHEDULED (``max_connection_age``) or USER_REQUESTED (``rotate()``)."""
+        self._records.append(
+            Outage(
+                start,
+                end,
+                reason,
+                1000,
+                covered=True,
+                started_at=started_at,
+                ended_at=ended_at,
+            )
+        )
 
     def observe(self, seq: int) -> tuple[int, int] | None:
         """Record a sequence number; return the missing range (first, last) if it jumped."""

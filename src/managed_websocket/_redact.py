@@ -58,7 +58,7 @@ def _mask_path(path: str) -> str:
     return "/".join(segments)
 
 
-def _port_text(netloc: str) -> str:
+def port_text(netloc: str) -> str:
     """What follows the host in ``netloc`` (after the last ``:``), or "" when there is none."""
     _host, sep, port = netloc.rpartition(":")
     return "" if not sep or "]" in port else port
@@ -99,7 +99,7 @@ def mask_url(url: str) -> str:
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     else:
-        port = _port_text(netloc)
+        port = port_text(netloc)
         if port and not (port.isascii() and port.isdigit()):
             # "user:pa/ss@host": an unescaped "/", "?" or "#" in a password ends the netloc
             # early, and the password shows up as the port. Mask it, and if the "@" is further

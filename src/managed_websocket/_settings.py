@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict
 
+from ._events import LifecycleEvent
 from ._heartbeat import Heartbeat, PingReply
 from ._messages import decode_json_or_raw
 from ._models import DisconnectReason, ReconnectStrategy
@@ -31,6 +32,7 @@ __all__ = [
     "OnConnect",
     "OnDisconnect",
     "OnDisconnectAlert",
+    "OnEvent",
     "OnMessage",
     "Overflow",
     "Settings",
@@ -54,6 +56,7 @@ OnDisconnect: TypeAlias = Callable[[DisconnectReason], object]
 OnMessage: TypeAlias = Callable[[Any], object]
 OnAlert: TypeAlias = Callable[[str, str, Mapping[str, Any]], object]
 OnDisconnectAlert: TypeAlias = Callable[[DisconnectReason, int], object]
+OnEvent: TypeAlias = Callable[[LifecycleEvent], object]
 Decoder: TypeAlias = Callable[[str | bytes], Any]
 HeaderPairs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 #: Called before every dial (sync or async): fresh credentials for each attempt.
@@ -106,6 +109,7 @@ class ManagedWebSocketOptions(TypedDict, total=False):
     on_message: OnMessage | None
     on_alert: OnAlert | None
     on_disconnect_alert: OnDisconnectAlert | None
+    on_event: OnEvent | None
     max_connection_age: float | None
     rotation_timeout: float
     is_warm: Callable[[Any], bool] | None
@@ -160,6 +164,8 @@ class Settings:
     on_message: OnMessage | None = None
     on_alert: OnAlert | None = None
     on_disconnect_alert: OnDisconnectAlert | None = None
+    # Every lifecycle event, from the first Connecting on (sync or async; see _deliver_events).
+    on_event: OnEvent | None = None
     # Rotation, critical sections, gap detection (make-before-break: see _manager/_rotation.py)
     max_connection_age: float | None = None  # rotate (SCHEDULED) once a connection is this old
     rotation_timeout: float = 30.0  # how long a new connection may take to warm up
@@ -489,6 +495,7 @@ _VALIDATORS: dict[str, _Validator] = {
             "on_message",
             "on_alert",
             "on_disconnect_alert",
+            "on_event",
         ),
         _callable_or_none,
     ),

@@ -3,9 +3,13 @@
     managed-websocket URL [--subscribe CH ...] [--send TEXT ...] [--raw] [--count N] [-v]
                           [--backend asyncio|trio] [--ping-interval S] [--header K:V ...]
                           [--max-attempts N|forever] [--max-per-connection N]
+                          [--format text|ndjson] [--live]
     managed-websocket demo [--seconds N] [--backend asyncio|trio]
 
-Messages go to stdout, one per line; lifecycle events and the status line go to stderr.
+Messages go to stdout, one per line (``--format ndjson``: one JSON object per message, with its
+receive time); lifecycle events and the status line go to stderr. ``--live`` draws a panel on
+stderr instead (``_live.py``, needs the ``[cli]`` extra); messages then go to stdout only when it
+is not the terminal (a pipe or a file).
 Exit codes: 0 done, 1 fatal connection error, 2 bad arguments or URL, 130 interrupted.
 """
 
@@ -18,6 +22,8 @@ import json
 import logging
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
@@ -26,7 +32,7 @@ import anyio
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-from . import _demo
+from . import __version__, _demo
 from ._exceptions import (
     WebSocketError,
     WebSocketHandshakeError,
@@ -66,6 +72,7 @@ def _watch_parser() -> argparse.ArgumentParser:
         "Run 'managed-websocket demo' for an offline demonstration.",
     )
     parser.add_argument("url", help="ws:// or wss:// URL")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--subscribe",
         action="append",
@@ -83,6 +90,20 @@ def _watch_parser() -> argparse.ArgumentParser:
         "anything else as plain text; repeatable",
     )
     parser.add_argument("--raw", action="store_true", help="print messages as received")
+    parser.add_argument(
+        "--format",
+        choices=["text", "ndjson"],
+        default="text",
+        help="text: one message per line (default); ndjson: one JSON object per line, "
+        '{"received_at": UNIX_TIME, "message": ...} ("binary_hex" for a binary message), '
+        "for jq or a message-queue CLI",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="draw a live panel on stderr (state, rates, latency, outages, last messages); "
+        "needs pip install 'managed-websocket[cli]'",
+    )
     parser.add_argument("--count", type=_positive_int, help="stop after N messages")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument(
@@ -185,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WebSocketInvalidURLError as exc:
         print(f"managed-websocket: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if watch_args.live and not _rich_installed():
+        print(
+            "managed-websocket: --live needs rich: pip install 'managed-websocket[cli]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     sends = [_outgoing(text) for text in watch_args.send]
     console = _Console(sys.stderr, verbose=watch_args.verbose)
     if watch_args.max_per_connection is not None:
@@ -244,8 +271,16 @@ def _run(func: Any, *args: Any, backend: str | None = None, console: _Console | 
 
 
 def _trio_installed() -> bool:
+    return _importable("trio")
+
+
+def _rich_installed() -> bool:
+    return _importable("rich.live")
+
+
+def _importable(name: str) -> bool:
     try:
-        importlib.import_module("trio")
+        importlib.import_module(name)
     except ImportError:
         return False
     return True
@@ -315,6 +350,7 @@ class _Console(logging.Handler):
         self.failures = 0  # failed dials of the first connection
         self.last_failure: BaseException | None = None
         self.status_shown = False
+        self.muted = False  # while the live panel owns the terminal
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -379,6 +415,8 @@ class _Console(logging.Handler):
                 self.write(f"  < {name}: {value}")
 
     def write(self, line: str) -> None:
+        if self.muted:
+            return
         self.clear_status()
         self.stream.write(line + "\n")
         self.stream.flush()
@@ -417,6 +455,9 @@ async def _watch(args: argparse.Namespace, sends: list[Any], console: _Console) 
     )
     received = 0
     same_terminal = sys.stdout.isatty() and sys.stderr.isatty()
+    # --live: the panel shows the last messages; stdout gets them only if it is not the terminal.
+    print_messages = not args.live or not sys.stdout.isatty()
+    recent: deque[str] = deque(maxlen=_live_recent())
     try:
         with anyio.CancelScope() as first_connection:
             console.attempts = _Attempts(
@@ -425,15 +466,23 @@ async def _watch(args: argparse.Namespace, sends: list[Any], console: _Console) 
                 give_up=first_connection.cancel,
             )
             async with ws, anyio.create_task_group() as tg:
-                if sys.stderr.isatty():
+                if args.live:
+                    tg.start_soon(_panel, ws, recent, console)
+                elif sys.stderr.isatty():
                     tg.start_soon(_status_line, ws, console)
                 await ws.subscribe(*args.subscribe)
                 for message in sends:
                     await ws.send(message)
                 async for message in ws:
-                    if same_terminal:
-                        console.clear_status()
-                    print(_format(message, raw=args.raw), flush=True)
+                    text = _format(message, raw=args.raw)
+                    if args.live:
+                        recent.append(text)
+                    if print_messages:
+                        if same_terminal:
+                            console.clear_status()
+                        if args.format == "ndjson":
+                            text = ndjson_line(message, time.time(), raw=args.raw)
+                        print(text, flush=True)
                     received += 1
                     if args.count is not None and received >= args.count:
                         break
@@ -443,6 +492,36 @@ async def _watch(args: argparse.Namespace, sends: list[Any], console: _Console) 
     finally:
         console.write(_demo.summary(ws.stats, {}))
     return 0
+
+
+def _live_recent() -> int:
+    from ._live import RECENT_MESSAGES
+
+    return RECENT_MESSAGES
+
+
+async def _panel(ws: ManagedWebSocket, recent: deque[str], console: _Console) -> None:
+    """The live panel (``--live``), on stderr; the lifecycle lines stay quiet meanwhile."""
+    from rich.console import Console
+
+    from . import _live
+
+    console.muted = True
+    try:
+        await _live.run_panel(ws, recent, Console(file=sys.stderr))
+    finally:
+        console.muted = False
+
+
+def ndjson_line(message: Any, received_at: float, *, raw: bool = False) -> str:
+    """One NDJSON line: ``{"received_at": ..., "message": ...}``; a JSON message is embedded as
+    JSON (unless ``raw``), text as a string, binary as ``"binary_hex"``."""
+    record: dict[str, Any] = {"received_at": round(received_at, 6)}
+    if isinstance(message, bytes):
+        record["binary_hex"] = message.hex()
+    else:
+        record["message"] = str(message) if raw else message
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 def _gave_up_message(ws: ManagedWebSocket, console: _Console) -> str:

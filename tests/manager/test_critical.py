@@ -113,7 +113,7 @@ async def test_rotation_inside_a_section_completes_only_after_it_closes() -> Non
         assert rotation.value is True
         assert done >= exited
         (deferred,) = log.of(DisconnectDeferred)
-        assert deferred.reason is R.SCHEDULED
+        assert deferred.reason is R.USER_REQUESTED
         assert deferred.forced is False
         assert HOLD - EPS <= deferred.waited <= HOLD + SLACK
         # The deferral is reported before the rotation starts.
@@ -171,7 +171,7 @@ async def test_max_defer_forces_the_rotation_and_says_so() -> None:
         assert 0.2 - EPS <= elapsed <= 0.2 + SLACK
         # One report, even though the switch also checks the sections: max_defer bounds both.
         (deferred,) = log.of(DisconnectDeferred)
-        assert deferred.reason is R.SCHEDULED
+        assert deferred.reason is R.USER_REQUESTED
         assert deferred.forced is True
         assert 0.2 - EPS <= deferred.waited <= 0.2 + SLACK
         assert len(log.of(RotationCompleted)) == 1
@@ -199,7 +199,7 @@ async def test_a_section_opened_while_the_new_connection_warms_up_holds_the_swit
         assert rotation.value is True
         assert done >= exited
         (deferred,) = log.of(DisconnectDeferred)
-        assert (deferred.reason, deferred.forced) == (R.SCHEDULED, False)
+        assert (deferred.reason, deferred.forced) == (R.USER_REQUESTED, False)
         assert deferred.waited >= HOLD - EPS
 
 
@@ -220,7 +220,7 @@ async def test_max_defer_bounds_the_whole_rotation_and_a_forced_switch_is_report
         assert rotation.value is True
         assert done - sent <= SLACK
         (deferred,) = log.of(DisconnectDeferred)
-        assert (deferred.reason, deferred.forced) == (R.SCHEDULED, True)
+        assert (deferred.reason, deferred.forced) == (R.USER_REQUESTED, True)
         assert deferred.waited <= SLACK
 
 

@@ -364,7 +364,7 @@ async def test_rotations_are_covered_records_and_drops_are_not() -> None:
         assert before <= record.start < record.end <= after
     for rotation in (rotation1, rotation2):
         assert rotation.covered
-        assert (rotation.reason, rotation.code) == (R.SCHEDULED, 1000)
+        assert (rotation.reason, rotation.code) == (R.USER_REQUESTED, 1000)  # rotate()
         assert (rotation.first_missing, rotation.last_missing) == (None, None)
     assert not drop.covered
     lost = missing_ranges(consumer.seqs, last)

@@ -169,17 +169,19 @@ async def test_a_feed_that_answers_pings_but_sends_no_data_is_reconnected(
 
 async def test_data_keeps_the_watchdog_quiet_and_a_full_queue_is_not_silence() -> None:
     async with open_test_server(echo=False) as server:
+        # max_silence five times the gap between messages: a loaded machine may stretch a
+        # 0.1 s sleep, and at 0.2 s (twice the gap) the test failed once under load.
         ws = ManagedWebSocket(
-            server.url + "/ws", max_silence=0.2, queue_size=2, ping_interval=None, **FAST
+            server.url + "/ws", max_silence=0.5, queue_size=2, ping_interval=None, **FAST
         )
         async with ws:
             with anyio.fail_after(WAIT):
-                for n in range(8):  # data every 0.1 s for 0.8 s
+                for n in range(6):  # data every 0.1 s
                     await server.broadcast(f"m{n}")
                     await anyio.sleep(0.1)
                 # Nobody has read: the queue is full, the receive loop waits ("block"), and
-                # the socket holds the rest. Our silence, not the server's.
-                await anyio.sleep(0.5)
+                # the socket holds the rest. Our silence, not the server's: twice max_silence.
+                await anyio.sleep(1.0)
                 assert ws.stats.disconnects == 0
-                assert [await ws.receive() for _ in range(8)] == [f"m{n}" for n in range(8)]
+                assert [await ws.receive() for _ in range(6)] == [f"m{n}" for n in range(6)]
         assert len(server.clients) == 1

@@ -309,7 +309,7 @@ async def test_a_rotation_whose_new_connection_cannot_open_keeps_the_old_one(fau
                 else:
                     assert elapsed >= 0.3 - EPS  # the dial timed out
                 (started,) = log.of(RotationStarted)
-                assert started.reason is DisconnectReason.SCHEDULED
+                assert started.reason is DisconnectReason.USER_REQUESTED  # rotate(), not the timer
                 # The fault was for one connection only: the next rotation works.
                 assert await ws.rotate() is True
                 last = await stop_and_drain(feed, consumer)

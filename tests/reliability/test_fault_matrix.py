@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import socket
 import ssl
@@ -797,7 +798,8 @@ async def test_fault(case: Case, anyio_backend: str, fault_matrix: FaultMatrix) 
 def _write_fault_matrix(fault_matrix: FaultMatrix) -> Iterator[None]:
     yield
     wanted = {(case.id, backend) for case in CASES for backend in BACKENDS}
-    if wanted <= fault_matrix.rows.keys():
+    # scripts/test-matrix runs the suite on other Pythons: those runs leave the page alone.
+    if wanted <= fault_matrix.rows.keys() and not os.environ.get("MW_TEST_MATRIX"):
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(render(fault_matrix), encoding="utf-8")
 
@@ -837,5 +839,26 @@ def render(matrix: FaultMatrix) -> str:
                 f"{_seconds(row.seconds)} | {'≤ ' + _seconds(row.bound) if row.bound else '—'} | "
                 f"{row.note} |"
             )
-    lines.append("")
+    lines += ["", *TIMELINE_SECTION, ""]
     return "\n".join(lines)
+
+
+#: The picture of one run, drawn by benchmarks/timeline.py (matplotlib: not a test dependency).
+TIMELINE_SECTION = [
+    "## Timeline of one run",
+    "",
+    (
+        "![Ticks received per 100 ms through five faults, with the outages and lifecycle events]"
+        "(charts/fault-timeline.svg)"
+    ),
+    "",
+    "One real run of `python -m benchmarks.timeline` (the `[bench]` extra; about 7 s; the chart's",
+    "title gives its date and Python): a managed connection consumes 100 ticks/s from the test",
+    "server while, one after the other, the server drops the TCP connection, closes with 1013",
+    "(the manager waits `server_unavailable_delay`, 0.5 s), goes silent (keepalive: ping 0.2 s,",
+    "timeout 0.2 s; the outage starts when the missing pong is noticed, not when the silence",
+    "starts), refuses two upgrades with 503 after a drop (two `ConnectFailed`), and the",
+    "connection is rotated make-before-break (a covered outage: no tick lost). The upper panel",
+    "shows ticks received per 100 ms and the outages from `ws.outages`; the lower one the",
+    "lifecycle events received by `on_event`.",
+]

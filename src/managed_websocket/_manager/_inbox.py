@@ -109,7 +109,7 @@ class Inbox:
         self._closed = False
         self._unchecked = 0  # messages handed out since the last cancellation check
         self._gap: _Overflowed | None = None  # the last overflow marker, while nothing follows it
-        self.dropped = 0
+        self.dropped: int = 0
         # Set by the live session: reads the socket in the consumer's task (Session.pull).
         self.puller: Puller | None = None
         self._pulling = 0  # consumers inside puller.pull()

@@ -95,15 +95,30 @@ class ManagedWebSocket(Supervisor):
         # through _task_status once the first connection is fully open.
         self._task_status = task_status
         try:
-            async with anyio.create_task_group() as tg:  # for the held-alert flusher
-                self._run_scope = tg.cancel_scope
-                self._run_group = tg
-                await self._supervise()
+            if self._event_callback is None:
+                await self._run_supervisor()
+            else:
+                # A group only for the on_event deliverer: a manager without it costs none.
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(self._deliver_events, self._event_callback)
+                    try:
+                        await self._run_supervisor()
+                    finally:
+                        # The hub is closed: on_event gets what is left, within close_timeout.
+                        outer.cancel_scope.deadline = (
+                            anyio.current_time() + self._settings.close_timeout
+                        )
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         if self._fatal is not None:
             raise self._fatal
         self._report_started()  # shut down before the first connection opened
+
+    async def _run_supervisor(self) -> None:
+        async with anyio.create_task_group() as tg:  # for the held-alert flusher
+            self._run_scope = tg.cancel_scope
+            self._run_group = tg
+            await self._supervise()
 
     async def __aenter__(self) -> Self:
         self._owner_group = await enter_owner_group(self.run)
@@ -245,9 +260,11 @@ class ManagedWebSocket(Supervisor):
         at most ``rotation_timeout``), switches the consumer over (dropping duplicates when
         ``dedup_key`` is set) and closes the old connection with 1000. Waits for open
         :meth:`critical` sections first. Returns False, keeping the old connection, if the new
-        one fails or does not warm up in time.
+        one fails or does not warm up in time. Logged, published (:class:`RotationStarted`) and
+        recorded in :attr:`outages` with reason USER_REQUESTED; the ``max_connection_age`` timer's
+        rotations say SCHEDULED.
         """
-        return await self._rotate(DisconnectReason.SCHEDULED)
+        return await self._rotate(DisconnectReason.USER_REQUESTED)
 
     def critical(self) -> AbstractAsyncContextManager[None]:
         """``async with ws.critical():`` holds every proactive disconnect (should_disconnect,

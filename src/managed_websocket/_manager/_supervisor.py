@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,9 +29,11 @@ from .._backoff import backoff_delay, exhausted
 from .._connection import WebSocketConnection
 from .._events import (
     Connected,
+    ConnectFailed,
     Connecting,
     Disconnected,
     EventHub,
+    EventListener,
     MessagesDropped,
     ReconnectScheduled,
     RotationCompleted,
@@ -49,6 +52,7 @@ from .._exceptions import (
     WebSocketSubscriptionError,
     WebSocketTimeoutError,
     WebSocketTLSError,
+    _plural,
     describe,
     quote_close_reason,
 )
@@ -62,6 +66,7 @@ from .._models import (
     ReconnectStrategy,
     WebSocketStats,
 )
+from .._redact import mask_urls_in
 from .._settings import (
     ShouldReconnect,
     UrlProvider,
@@ -101,6 +106,7 @@ class Supervisor:
         "_dropped_since_alert",
         "_ended_in_critical",
         "_endpoint",
+        "_event_callback",
         "_events",
         "_fatal",
         "_flushing",
@@ -149,6 +155,11 @@ class Supervisor:
         self._critical = CriticalSections()
         self._handshake_time: float | None = None  # how long the last dial took (TCP+TLS+upgrade)
         self._events = EventHub()
+        # on_event: a listener registered now, so it sees the first Connecting and Connected
+        # too; run() drains it into the callback (see _deliver_events).
+        self._event_callback: EventListener | None = (
+            self._events.listen(ON_EVENT_BUFFER) if self._settings.on_event is not None else None
+        )
         self._ledger = OutageLedger()
         self._rotating = False
         self._ended_in_critical = False  # a critical section was open when the last one ended
@@ -270,7 +281,17 @@ class Supervisor:
                     conn = await self._open()
                     self._handshake_time = anyio.current_time() - dialled
                 except WebSocketError as exc:
-                    if _is_fatal(exc, self._endpoint.refreshes_credentials):
+                    fatal = _is_fatal(exc, self._endpoint.refreshes_credentials)
+                    self._events.publish(
+                        ConnectFailed(
+                            attempt=attempt,
+                            error=mask_urls_in(describe(exc)),
+                            error_type=type(exc).__name__,
+                            url=str(self._endpoint),
+                            fatal=fatal,
+                        )
+                    )
+                    if fatal:
                         raise
                     last_error = exc
                     # The URL once (describe() leaves it out); the error itself for handlers.
@@ -341,7 +362,7 @@ class Supervisor:
         self._stats.record_connect()
         started = anyio.current_time()
         logger.info("= connected to %s", self._endpoint)
-        self._ledger.restored(started)
+        self._ledger.restored(started, wall=time.time())
         self._events.publish(Connected(subprotocol=conn.subprotocol, latency=self._handshake_time))
         try:
             event = await session.run(self._on_open)
@@ -352,7 +373,7 @@ class Supervisor:
             ended_at = session.ended_at if session.ended_at is not None else anyio.current_time()
             self._ended_in_critical = session.ended_in_critical or self._critical.active
             if not self._shutdown:  # a terminal close is the end, not an outage
-                self._ledger.lost(ended_at, ending.reason, ending.code)
+                self._ledger.lost(ended_at, ending.reason, ending.code, wall=_wall(ended_at))
             if session.ending is not None and self._shutdown:
                 # shutdown()/force_close() cancel the supervisor before its loop reports the
                 # disconnect: report it here, so on_disconnect runs once per disconnect.
@@ -539,12 +560,14 @@ class Supervisor:
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
         # The server's close reason says why it closed: it belongs on this line (quoted, masked).
         reason = f", reason {quote_close_reason(event.close_reason)}" if event.close_reason else ""
+        # A ping timeout or a kill() ends with no close code at all: say so, not "code None".
+        code = "no close code" if event.code is None else f"code {event.code}"
         logger.log(
             level,
-            "= disconnected from %s: %s (code %s%s)",
+            "= disconnected from %s: %s (%s%s)",
             self._endpoint,
             event.reason.name,
-            event.code,
+            code,
             reason,
         )
         self._events.publish(
@@ -683,7 +706,7 @@ class Supervisor:
     ) -> bool:
         logger.info("= rotating %s (%s)", self._endpoint, reason.name)
         self._events.publish(RotationStarted(reason=reason))
-        started = anyio.current_time()
+        started, started_at = anyio.current_time(), time.time()
         session.begin_rotation()  # before the dial: the server may send as soon as it accepts
         try:
             conn = await self._open()
@@ -737,17 +760,34 @@ class Supervisor:
         self._stats.record_connect()
         self._stats.rotations += 1
         self._stats.overlap_messages += staged
-        self._ledger.rotated(started, anyio.current_time())
+        self._ledger.rotated(
+            started, anyio.current_time(), reason, started_at=started_at, ended_at=time.time()
+        )
         self._events.publish(
             RotationCompleted(overlap_messages=staged, duplicates_dropped=duplicates)
         )
         logger.info(
-            "= rotated %s: %d overlap messages, %d duplicates dropped",
+            "= rotated %s: %s, %s dropped",
             self._endpoint,
-            staged,
-            duplicates,
+            _plural(staged, "overlap message"),
+            _plural(duplicates, "duplicate"),
         )
         return True
+
+    async def _deliver_events(self, listener: EventListener) -> None:
+        """Hand every event to the ``on_event`` callback, in order, until the hub closes (run()
+        gives this ``close_timeout`` after the supervisor ends). A callback that raises is
+        logged and counted in ``stats.callback_errors``; one slower than the events loses what
+        does not fit in its buffer, and that is logged too."""
+        reported = 0
+        async for event in listener:
+            if listener.dropped > reported:
+                logger.warning(
+                    "! on_event callback fell behind: %d events dropped",
+                    listener.dropped - reported,
+                )
+                reported = listener.dropped
+            await self._callbacks.call("on_event", self._settings.on_event, event)
 
     def _rotation_failed(self, why: str) -> bool:
         self._stats.rotations_failed += 1
@@ -791,6 +831,15 @@ def _is_fatal(error: WebSocketError, refreshes_credentials: bool = False) -> boo
     if isinstance(error, WebSocketTLSError):
         return isinstance(error.last_error, ssl.SSLCertVerificationError)
     return not isinstance(error, WebSocketConnectionError | WebSocketTimeoutError)
+
+
+#: Events the on_event callback may fall behind by before the oldest undelivered are dropped.
+ON_EVENT_BUFFER = 1024
+
+
+def _wall(loop_time: float) -> float:
+    """The wall-clock time (``time.time()``) of an instant on the event loop's clock."""
+    return time.time() - (anyio.current_time() - loop_time)
 
 
 def _masked_reason(reason: str) -> str:

@@ -116,7 +116,7 @@ class FaultProxy:
         self._placeholder: socket.socket | None = None
         self._accept_scope: anyio.CancelScope | None = None
         self._task_group: TaskGroup | None = None
-        self.counters = ProxyCounters()
+        self.counters: ProxyCounters = ProxyCounters()
 
     # -- Lifetime -------------------------------------------------------------------------------
 
