@@ -173,9 +173,9 @@ class WebSocketProxyError(WebSocketConnectionError):
         retryable: bool | None = None,
         last_error: BaseException | None = None,
     ) -> None:
-        self.proxy = mask_url(proxy)
+        self.proxy: str = mask_url(proxy)
         self.status_code = status_code
-        self.headers = dict(headers or {})
+        self.headers: dict[str, str] = dict(headers or {})
         if retryable is None:
             retryable = status_code is None or status_code in (408, 429) or status_code >= 500
         self._retryable = retryable
@@ -277,7 +277,7 @@ class WebSocketSubscriptionError(WebSocketError):
         code: int | str | None = None,
         operation: str = "subscribe",
     ) -> None:
-        self.channels = tuple(channels)
+        self.channels: tuple[str, ...] = tuple(channels)
         self.code = code
         self.reason = reason
         self.operation = operation

@@ -48,10 +48,10 @@ class PoolShard:
 
     def __init__(self, index: int, ws: ManagedWebSocket) -> None:
         #: The shard's index: what ``stream(with_shard=True)`` and events name it by.
-        self.index = index
+        self.index: int = index
         #: Its manager (for inspection; the pool drives it).
-        self.ws = ws
-        self.state = ShardState.STARTING
+        self.ws: ManagedWebSocket = ws
+        self.state: ShardState = ShardState.STARTING
         #: Why it failed, once :attr:`state` is FAILED.
         self.error: BaseException | None = None
         self.grace_scope: anyio.CancelScope | None = None

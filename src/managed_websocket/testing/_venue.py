@@ -145,9 +145,9 @@ class Venue:
         #: Every subscription request the venue refused: (client index, channel, code).
         self.refusals: list[tuple[int, str, int | str]] = []
         #: Client application pings the venue answered (require_heartbeat).
-        self.heartbeats_received = 0
+        self.heartbeats_received: int = 0
         #: Answers to the venue's own pings (ping_clients).
-        self.pongs_received = 0
+        self.pongs_received: int = 0
 
     # -- Configuration ------------------------------------------------------------------------
 
