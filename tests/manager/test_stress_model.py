@@ -242,15 +242,13 @@ class Run:
         then send end markers to every live connection until the consumer has seen one."""
         case = self.case
         first = server.clients[0]
-        data = burst_bytes(case)
+        chunks = split(burst_bytes(case), case.cuts)
+        at = case.fault_after if case.fault is not None else len(chunks)
         async with anyio.create_task_group() as tg:
-            for index, chunk in enumerate(split(data, case.cuts)):
-                if index == case.fault_after and case.fault is not None:
-                    await self.strike(server, ws, first, tg)
-                await server.send_raw(chunk, first)
-                await anyio.sleep(random.Random(case.seed + index).choice((0, 0, 0.001)))
-            if case.fault_after == len(case.cuts) + 1 and case.fault is not None:
+            await self.write(server, first, chunks[:at], 0)
+            if case.fault is not None:
                 await self.strike(server, ws, first, tg)
+            await self.write(server, first, chunks[at:], at)
             marker = case.burst
             # A rotation's new connection warms up on these markers: go on until it is done.
             while not self.saw_end.is_set() or (self.rotated and not self.rotated.is_set()):
@@ -259,6 +257,17 @@ class Run:
                 with anyio.move_on_after(0.05):
                     await self.saw_end.wait()
                 await anyio.sleep(0.01)  # seen: more only while a rotation still needs them
+
+    async def write(
+        self, server: WebSocketTestServer, client: ClientRecord, chunks: list[bytes], first: int
+    ) -> None:
+        """Write the chunks with nothing in between: a pong written between two chunks that
+        split a frame would corrupt the stream (a 1007 that lost the rest of the burst, seen
+        with a keepalive). A fault, though, may cut a frame: it strikes between the runs."""
+        async with server.raw_writer(client) as write:
+            for index, chunk in enumerate(chunks, start=first):
+                await write(chunk)
+                await anyio.sleep(random.Random(self.case.seed + index).choice((0, 0, 0.001)))
 
     async def strike(
         self,

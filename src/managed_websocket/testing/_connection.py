@@ -20,8 +20,8 @@ import inspect
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NoReturn
@@ -137,9 +137,20 @@ class ServerConnection:
 
     async def send_raw(self, data: bytes) -> bool:
         async with self._send_lock:
-            if self._silenced or self._closing:
-                return False
-            return await self._write(data)
+            return await self._write_raw(data)
+
+    @asynccontextmanager
+    async def raw_writer(self) -> AsyncIterator[Callable[[bytes], Awaitable[bool]]]:
+        """Hold every other write (pongs, echoes, close frames) while the block writes raw
+        bytes: a frame split over several writes stays whole on the wire."""
+        async with self._send_lock:
+            yield self._write_raw
+
+    async def _write_raw(self, data: bytes) -> bool:
+        # Caller holds the send lock.
+        if self._silenced or self._closing:
+            return False
+        return await self._write(data)
 
     async def close(self, code: int, reason: str, close_timeout: float) -> None:
         """Start the closing handshake and wait (bounded) until the socket is closed."""

@@ -9,7 +9,8 @@ every socket. Faults for *future* connections live in a :class:`._faults.FaultSc
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -267,6 +268,26 @@ class WebSocketTestServer:
         for connection in self._targets(client):
             sent += await connection.send_raw(data)
         return sent
+
+    def raw_writer(
+        self, client: ClientRecord
+    ) -> AbstractAsyncContextManager[Callable[[bytes], Awaitable[bool]]]:
+        """Write raw bytes to ``client`` with nothing else in between::
+
+            async with server.raw_writer(client) as write:
+                for chunk in chunks:  # e.g. one frame split at odd offsets
+                    await write(chunk)
+
+        While the block runs, every other write to that client (the answers to its pings,
+        echoes, broadcasts, close frames) waits, so a frame split over several writes is not
+        cut by a pong. ``write`` returns whether the bytes were written, like :meth:`send_raw`.
+        Do not call other methods that write to ``client`` inside the block: they would wait
+        for it to end.
+
+        Raises:
+            ValueError: If ``client`` is not a client of this server.
+        """
+        return self._connection_for(client).raw_writer()
 
     # -- Faults for live connections ------------------------------------------------------------
 
