@@ -163,6 +163,49 @@ class ManagedWebSocket(Supervisor):
                 raise WebSocketClosedError("the managed WebSocket is closed", code=1000) from None
         raise WebSocketTimeoutError("receive", timeout if timeout is not None else 0.0)
 
+    async def request(
+        self, message: Any, *, match: Callable[[Any], object], timeout: float | None = None
+    ) -> Any:
+        """Send ``message`` (like :meth:`send`) and return its answer: the first inbound message
+        on this connection that ``match`` accepts (it gets each message as ``decode`` made it,
+        e.g. ``lambda m: isinstance(m, dict) and m.get("id") == 7``). The answer is not
+        delivered to :meth:`receive` / ``async for``; every other message is, in order. For
+        WebSocket APIs that answer requests (orders, queries) on the feed's connection.
+
+        The answer counts in ``stats.messages_consumed``. A ``match`` that raises is logged,
+        counted in ``callback_errors`` and taken as "no". An answer that comes after the
+        timeout (or after the caller was cancelled) is delivered like any other message.
+
+        Raises:
+            WebSocketTimeoutError: no answer within ``timeout`` seconds (None: no limit).
+            WebSocketClosedError: not connected, or the connection ended before the answer
+                (it is not sent again on the next connection).
+            TypeError: ``message`` has a type :meth:`send` does not take.
+        """
+        encoded = encode_outgoing(message)
+        session = self._session
+        if session is None or not self._state.state.can_send():
+            raise WebSocketClosedError("not connected", code=1006)
+        link = session.primary
+        expected = self._requests.expect(link.conn, match)
+        try:
+            with anyio.move_on_after(timeout):
+                await session.send(link, encoded)
+                # Read the socket in this task while nobody else does (like receive()): no
+                # hand-over from the receive loop's task. Otherwise whoever reads hands it over.
+                while not expected.done.is_set():
+                    if not await session.pull():
+                        await expected.done.wait()
+                if expected.lost:
+                    raise WebSocketClosedError(
+                        "the connection ended before the answer to the request",
+                        code=link.conn.close_code or 1006,
+                    )
+                return expected.answer
+        finally:
+            self._requests.unexpect(expected)  # no matcher outlives its request
+        raise WebSocketTimeoutError("request", timeout if timeout is not None else 0.0)
+
     def stream(self) -> MessageIterator:
         """Every message, across reconnects, until close/shutdown (then it ends) or failure (then
         it raises the error). The same as ``async for message in ws``."""
