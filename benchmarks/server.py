@@ -5,6 +5,7 @@ The request path picks the mode:
 - ``/text``: firehose of 100-byte JSON text frames. A pre-built ~1 MiB blob of frames is written
   again and again with ``loop.sock_sendall`` (no per-frame work), as fast as the kernel takes it.
 - ``/binary``: the same with 64 KiB binary frames.
+- ``/trades``: the same with 200-byte Binance-style trade messages (the decoded benchmark).
 - ``/echo``: replies to every data frame with the same payload; answers pings and the close.
 - ``/idle``: the echo handler, for connections that never send (the memory benchmark).
 - ``/drop?id=K``: greets with ``{"dropped_at": T}`` (T: the monotonic time at which this server
@@ -148,6 +149,7 @@ def routes() -> dict[str, Handler]:
     return {
         "/text": _firehose(wire.text_blob()),
         "/binary": _firehose(wire.binary_blob()),
+        "/trades": _firehose(wire.trades_blob()),
         "/echo": serve_echo,
         "/idle": serve_echo,
         "/drop": serve_drop,
