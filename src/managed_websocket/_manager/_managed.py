@@ -95,9 +95,11 @@ class ManagedWebSocket(Supervisor):
         # through _task_status once the first connection is fully open.
         self._task_status = task_status
         try:
-            async with anyio.create_task_group() as tg:  # for the held-alert flusher
-                self._run_scope = tg.cancel_scope
-                self._run_group = tg
+            # No task group: the supervisor is the only task of its own. (Held alerts are
+            # reported by a task of the session while connected, by the supervisor's waits
+            # between connections: see Supervisor._alerts_held.)
+            with anyio.CancelScope() as scope:
+                self._run_scope = scope
                 await self._supervise()
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
