@@ -21,7 +21,7 @@ from managed_websocket import (
     WebSocketHandshakeError,
     open_managed_websocket,
 )
-from managed_websocket._manager._inbox import Puller
+from managed_websocket._manager._inbox import Inbox, Puller
 from managed_websocket.testing import open_test_server
 
 from ._harness import FAST, WAIT, Recorder, manager, our_tasks, wait_until
@@ -369,15 +369,19 @@ class _CountingPuller:
         self._puller.stop_pull()
 
 
-async def test_a_waiting_consumer_does_not_poll() -> None:
+async def test_a_waiting_consumer_does_not_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """B11: the old stream() polled its queue every second (and noticed close up to 1 s late).
 
     An idle consumer waits in one place: reading the socket itself (the session's pull) or, when
-    it cannot, the inbox's stream. Either way, one wait per message, not a loop of them."""
+    it cannot, the inbox's arrival event. Either way, one wait per message, not a loop of them."""
     async with open_test_server() as server, manager(server) as ws:
         inbox = ws._inbox
-        counted = _CountingReceive(inbox._receive)
-        inbox._receive_end = counted  # type: ignore[assignment]
+        counted = _CountingWaits(Inbox._wait_for_arrival)
+
+        async def counting_wait(self: Inbox) -> None:
+            await counted.wait(self)
+
+        monkeypatch.setattr(Inbox, "_wait_for_arrival", counting_wait)
         session = inbox.puller
         assert session is not None  # the live session offers to read for consumers
         counting = _CountingPuller(session)
@@ -413,19 +417,17 @@ async def test_a_waiting_consumer_does_not_poll() -> None:
         assert counted.calls <= 1
 
 
-class _CountingReceive:
-    """Wraps the inbox's memory-stream receive end and counts receive() calls."""
+class _CountingWaits:
+    """Wraps the inbox's wait for an arrival (when the consumer cannot read the socket itself)
+    and counts the waits."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls = 0
 
-    async def receive(self) -> Any:
+    async def wait(self, inbox: Inbox) -> None:
         self.calls += 1
-        return await self.inner.receive()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        await self.inner(inbox)
 
 
 # -- embedding and leaks ------------------------------------------------------------------------

@@ -1,24 +1,21 @@
-"""The consumer's message queue: batches through an anyio memory object stream, counted in messages.
+"""The consumer's message queue: a deque of batches, counted in messages.
 
 One socket read can complete hundreds of messages; handing each over separately would cost a
-stream hop per message (several microseconds, more than parsing). So the receive loop puts whole
-batches into the stream and consumers take messages from a local deque, awaiting only when it is
-empty. ``queue_size`` and the overflow policies still count *messages*:
+hop per message. So the receive loop puts whole batches into the deque and consumers take
+messages from the current batch, awaiting only when the queue is empty. ``queue_size`` and the overflow policies still count *messages*:
 
 - ``block``: the receive loop waits (so TCP backpressure reaches the server) until consumers have
   taken the queue down to half of ``queue_size``.
 - ``drop_newest``: what does not fit is dropped.
 - ``drop_oldest``: everything is queued, then the producer takes the oldest messages over the
-  limit off the head (pulling batches from the stream into the local deque to reach them).
+  limit off the head.
 - ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
   point in the sequence where messages went missing.
 
-Consumers take batches from the stream only with ``receive_nowait()``, in the order they were
-sent, and wait for an *arrival* event when it is empty. (Waiting in the stream's ``receive()``
-would let the stream hand a batch straight to the waiting task, out of reach of ``drop_oldest``
-and ``close()``, which move batches out of the stream into the local deque; anyio also skips a
-waiter with a pending cancellation and buffers the batch instead. Either put batches out of
-order.)
+Consumers take batches from the head of the deque, in the order they were queued, and wait
+for an *arrival* event when it is empty. (Until issue 17 the batches went through an anyio
+memory object stream first, taken with ``receive_nowait()`` only: a FIFO that cost ~1.5 KiB per
+connection and a raised ``WouldBlock`` per empty look, for nothing the deque does not do.)
 
 A consumer that finds the inbox empty asks the live session (the :class:`Puller`) to ``pull``: it
 reads the socket in the consumer's task and puts what it read in here like the receive loop would,
@@ -37,7 +34,6 @@ from typing import Any, Protocol
 
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exceptions import WebSocketQueueFullError
 from .._settings import Overflow
@@ -83,8 +79,6 @@ class Inbox:
         "_position",
         "_pulling",
         "_queued",
-        "_receive_end",
-        "_send_end",
         "_space",
         "_unchecked",
         "dropped",
@@ -92,10 +86,8 @@ class Inbox:
     )
 
     def __init__(self, queue_size: int, overflow: Overflow) -> None:
-        # The stream and the local deque are made on first use (see _streams): an inbox that
-        # nothing has reached yet (an idle connection with no consumer) costs a few slots.
-        self._send_end: MemoryObjectSendStream[list[Any] | _Overflowed] | None = None
-        self._receive_end: MemoryObjectReceiveStream[list[Any] | _Overflowed] | None = None
+        # The deque is made on first use (see _local): an inbox that nothing has reached yet (an
+        # idle connection with no consumer) costs a few slots.
         self._local_batches: deque[list[Any] | _Overflowed] | None = None
         self._limit = queue_size if queue_size > 0 else math.inf
         self._overflow = overflow
@@ -114,35 +106,7 @@ class Inbox:
         self.puller: Puller | None = None
         self._pulling = 0  # consumers inside puller.pull()
 
-    def __del__(self) -> None:
-        # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
-        # no OS resource, so closing them here only spares anyio's unclosed-stream warning.
-        if self._send_end is not None:
-            self._send_end.close()
-        if self._receive_end is not None:
-            self._receive_end.close()
-
-    # Made on first use: a memory object stream costs ~1.5 KiB, a deque ~760 bytes.
-
-    def _streams(
-        self,
-    ) -> tuple[
-        MemoryObjectSendStream[list[Any] | _Overflowed],
-        MemoryObjectReceiveStream[list[Any] | _Overflowed],
-    ]:
-        if self._send_end is None or self._receive_end is None:
-            self._send_end, self._receive_end = anyio.create_memory_object_stream[
-                list[Any] | _Overflowed
-            ](math.inf)
-        return self._send_end, self._receive_end
-
-    @property
-    def _send(self) -> MemoryObjectSendStream[list[Any] | _Overflowed]:
-        return self._streams()[0]
-
-    @property
-    def _receive(self) -> MemoryObjectReceiveStream[list[Any] | _Overflowed]:
-        return self._streams()[1]
+    # Made on first use: a deque costs ~760 bytes.
 
     @property
     def _local(self) -> deque[list[Any] | _Overflowed]:
@@ -217,10 +181,7 @@ class Inbox:
         self._position += taken
         count -= taken
         while count:
-            if not self._local:
-                # Every queued message is in _current, _local or the stream (consumers take
-                # from the stream only when they read on): the oldest are reached in order.
-                self._local.append(self._receive.receive_nowait())
+            # Every queued message is in _current or _local: the oldest are reached in order.
             head = self._local[0]
             assert isinstance(head, list)  # overflow markers only exist with "error"
             if len(head) <= count:
@@ -236,10 +197,7 @@ class Inbox:
         self._enqueue(batch)
 
     def _enqueue(self, item: list[Any] | _Overflowed) -> None:
-        if self._closed:
-            self._local.append(item)  # close() moved the stream's contents there too
-        else:
-            self._send.send_nowait(item)
+        self._local.append(item)  # a closed inbox too: consumers drain it
         self._wake_consumers()
 
     def _wake_consumers(self) -> None:
@@ -272,18 +230,11 @@ class Inbox:
                 self._push(batch[start:])
 
     def close(self, error: BaseException | None = None) -> None:
-        """No more messages: consumers drain the queue, then end (or raise ``error``).
-
-        Both stream ends are closed here, at once: what is still in the stream moves to the
-        local deque, so nothing is lost and no stream is left for the garbage collector.
-        """
+        """No more messages: consumers drain the queue, then end (or raise ``error``)."""
         if self._closed:
             return
         self._closed = True
         self._end_error = error
-        self._local.extend(self._receive.receive_nowait() for _ in range(self._buffered()))
-        self._send.close()
-        self._receive.close()
         if self._space is not None:
             self._space.set()
         self._wake_consumers()
@@ -322,9 +273,7 @@ class Inbox:
             await self._fill()
             rest = self._current[self._position :] if self._position else self._current
             self._position = len(self._current)
-            while self._local or self._buffered():
-                if not self._local:
-                    self._local.append(self._receive.receive_nowait())
+            while self._local:
                 head = self._local[0]
                 if not isinstance(head, list):
                     break
@@ -345,19 +294,12 @@ class Inbox:
                     raise item.error
                 self._current, self._position = item, 0
                 continue
-            try:
-                try:  # receive() yields to the event loop first, even when a batch is there
-                    self._local.append(self._receive.receive_nowait())
-                except anyio.WouldBlock:
-                    if not await self._pull():
-                        await self._wait_for_arrival()
-                    continue
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                if self._local:
-                    continue  # close() moved what was left into _local
+            if self._closed:
                 if self._end_error is not None:
                     raise self._end_error from None
                 raise InboxClosed from None
+            if not await self._pull():
+                await self._wait_for_arrival()
 
     async def _wait_for_arrival(self) -> None:
         arrival = self._arrival
@@ -374,11 +316,6 @@ class Inbox:
             return await puller.pull()
         finally:
             self._pulling -= 1
-
-    def _buffered(self) -> int:
-        if self._receive_end is None:
-            return 0
-        return self._receive_end.statistics().current_buffer_used
 
     def _taken(self, count: int) -> None:
         self._queued -= count
