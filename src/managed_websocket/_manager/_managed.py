@@ -39,8 +39,10 @@ from .._models import (
     WebSocketStats,
 )
 from .._settings import ShouldReconnect, UrlProvider
+from ._acks import Expected
 from ._groups import unwrap_group
 from ._inbox import Inbox, InboxClosed
+from ._session import Link, Session
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -191,22 +193,29 @@ class ManagedWebSocket(Supervisor):
         link = session.primary
         expected = self._requests.expect(link.conn, match)
         try:
+            if timeout is None:  # no cancel scope: it would cost more than the rest here
+                return await self._answer(session, link, encoded, expected)
             with anyio.move_on_after(timeout):
-                await session.send(link, encoded)
-                # Read the socket in this task while nobody else does (like receive()): no
-                # hand-over from the receive loop's task. Otherwise whoever reads hands it over.
-                while not expected.done.is_set():
-                    if not await session.pull():
-                        await expected.done.wait()
-                if expected.lost:
-                    raise WebSocketClosedError(
-                        "the connection ended before the answer to the request",
-                        code=link.conn.close_code or 1006,
-                    )
-                return expected.answer
+                return await self._answer(session, link, encoded, expected)
         finally:
             self._requests.unexpect(expected)  # no matcher outlives its request
-        raise WebSocketTimeoutError("request", timeout if timeout is not None else 0.0)
+        raise WebSocketTimeoutError("request", timeout)
+
+    async def _answer(
+        self, session: Session, link: Link, encoded: str | bytes, expected: Expected
+    ) -> Any:
+        await session.send(link, encoded)
+        # Read the socket in this task while nobody else does (like receive()): no hand-over
+        # from the receive loop's task. Otherwise whoever reads hands the answer over.
+        while not expected.done.is_set():
+            if not await session.pull():
+                await expected.done.wait()
+        if expected.lost:
+            raise WebSocketClosedError(
+                "the connection ended before the answer to the request",
+                code=link.conn.close_code or 1006,
+            )
+        return expected.answer
 
     def stream(self) -> MessageIterator:
         """Every message, across reconnects, until close/shutdown (then it ends) or failure (then
