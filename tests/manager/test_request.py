@@ -217,3 +217,31 @@ async def test_not_connected_raises_closed() -> None:
         with pytest.raises(TypeError):
             await ws.request(object(), match=by_id(1))
         assert not ws._requests.waiting
+
+
+async def test_an_answer_read_for_a_request_cancelled_meanwhile_is_delivered() -> None:
+    async with serving() as (_, ws):
+        got: list[Any] = []
+
+        async def consume() -> None:  # reads the socket itself while the request waits
+            got.append(await ws.receive())
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.sleep(0.05)  # the consumer is waiting on the socket
+                with anyio.CancelScope() as scope:
+
+                    def match(message: Any) -> bool:
+                        if by_id(1)(message):
+                            scope.cancel()  # the caller gives up just as its answer is read
+                            return True
+                        return False
+
+                    await ws.request({"id": 1}, match=match)
+                assert scope.cancelled_caught
+        # Read, so not lost: queued for the consumer like a late answer.
+        assert got == [{"id": 1, "result": "ok"}]
+        assert ws.stats.messages_consumed == 0
+        assert not ws._requests.waiting
+        conserved(ws, 1)

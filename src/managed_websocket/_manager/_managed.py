@@ -197,6 +197,16 @@ class ManagedWebSocket(Supervisor):
                 return await self._answer(session, link, encoded, expected)
             with anyio.move_on_after(timeout):
                 return await self._answer(session, link, encoded, expected)
+            if expected.done.is_set():  # answered (or lost) just as the time ran out
+                return _outcome(expected, link)
+        except BaseException:
+            # Cancelled after its answer was read: nothing read is lost, it is queued for the
+            # consumer like a late answer (after what was queued meanwhile).
+            if expected.done.is_set() and not expected.lost:
+                expected.lost = True  # taken care of
+                self._stats.messages_consumed -= 1
+                self._stats.messages_dropped += self._inbox.put_nowait([expected.answer])
+            raise
         finally:
             self._requests.unexpect(expected)  # no matcher outlives its request
         raise WebSocketTimeoutError("request", timeout)
@@ -210,12 +220,7 @@ class ManagedWebSocket(Supervisor):
         while not expected.done.is_set():
             if not await session.pull():
                 await expected.done.wait()
-        if expected.lost:
-            raise WebSocketClosedError(
-                "the connection ended before the answer to the request",
-                code=link.conn.close_code or 1006,
-            )
-        return expected.answer
+        return _outcome(expected, link)
 
     def stream(self) -> MessageIterator:
         """Every message, across reconnects, until close/shutdown (then it ends) or failure (then
@@ -548,6 +553,16 @@ class MessageIterator:
             return await self._next()
         except InboxClosed:
             raise StopAsyncIteration from None
+
+
+def _outcome(expected: Expected, link: Link) -> Any:
+    """The answer of a request that is done, or why there is none."""
+    if expected.lost:
+        raise WebSocketClosedError(
+            "the connection ended before the answer to the request",
+            code=link.conn.close_code or 1006,
+        )
+    return expected.answer
 
 
 def _combined(failures: list[WebSocketSubscriptionError]) -> WebSocketSubscriptionError:
