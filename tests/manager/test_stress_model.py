@@ -126,10 +126,11 @@ def frame(seq: int) -> bytes:
 
 def burst_bytes(case: Case) -> bytes:
     every = case.pings_every
+    answered = answered_in(case)
     return b"".join(
         frame(n)
         + (server_frame(json.dumps({"ping": n})) if every and n % every == every - 1 else b"")
-        + (server_frame(json.dumps({"answer": n})) if n in answered_in(case) else b"")
+        + (server_frame(json.dumps({"answer": n})) if n in answered else b"")
         for n in range(case.burst)
     )
 
