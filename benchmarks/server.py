@@ -7,6 +7,7 @@ The request path picks the mode:
 - ``/binary``: the same with 64 KiB binary frames.
 - ``/deflate``: the ``/text`` messages compressed (permessage-deflate, context takeover), accepted
   whatever the client offered: only for clients that offer it.
+- ``/trades``: the same with 200-byte Binance-style trade messages (the decoded benchmark).
 - ``/echo``: replies to every data frame with the same payload; answers pings and the close.
 - ``/idle``: the echo handler, for connections that never send (the memory benchmark).
 - ``/drop?id=K``: greets with ``{"dropped_at": T}`` (T: the monotonic time at which this server
@@ -151,6 +152,7 @@ def routes() -> dict[str, Handler]:
         "/text": _firehose(wire.text_blob()),
         "/binary": _firehose(wire.binary_blob()),
         "/deflate": _firehose(wire.deflate_text_blob()),
+        "/trades": _firehose(wire.trades_blob()),
         "/echo": serve_echo,
         "/idle": serve_echo,
         "/drop": serve_drop,

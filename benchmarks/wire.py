@@ -118,6 +118,37 @@ def binary_blob() -> bytes:
     return b"".join(frame(OP_BINARY, os.urandom(BINARY_PAYLOAD_SIZE)) for _ in range(count))
 
 
+TRADE_PAYLOAD_SIZE = 200
+
+
+def trade_payload(seq: int) -> bytes:
+    """A Binance-style combined-stream trade of exactly TRADE_PAYLOAD_SIZE bytes: the realistic
+    message of the decoded-throughput benchmark."""
+    data: dict[str, object] = {
+        "e": "trade",
+        "E": 1_700_000_000_000 + seq,
+        "s": "BTCUSDT",
+        "t": 3_000_000_000 + seq,
+        "p": "43210.12000000",
+        "q": "0.00150000",
+        "T": 1_700_000_000_000 + seq,
+        "m": seq % 2 == 0,
+        "M": True,
+        "x": "",
+    }
+    missing = TRADE_PAYLOAD_SIZE - len(_compact({"stream": "btcusdt@trade", "data": data}))
+    data["x"] = "x" * missing
+    payload = _compact({"stream": "btcusdt@trade", "data": data})
+    assert len(payload) == TRADE_PAYLOAD_SIZE
+    return payload
+
+
+def trades_blob() -> bytes:
+    """About BLOB_SIZE bytes of consecutive 200-byte trade messages (text frames)."""
+    count = BLOB_SIZE // (TRADE_PAYLOAD_SIZE + 4)  # 4-byte header: 126 + 16-bit length
+    return b"".join(frame(OP_TEXT, trade_payload(seq)) for seq in range(count))
+
+
 def masked_echo_frame() -> bytes:
     """The echo request as a raw client would put it on the wire."""
     return frame(OP_TEXT, ECHO_TEXT.encode(), mask=_CLIENT_MASK)

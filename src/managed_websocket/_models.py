@@ -141,7 +141,7 @@ class WebSocketStats:
     # staged by a candidate that failed): the other connection carries the same feed.
     messages_superseded: int = 0
     # Control messages consumed, not delivered: heartbeat replies, the server's application
-    # pings (ping_reply) and answers to subscription requests.
+    # pings (ping_reply) and answers to subscription requests and to request().
     messages_consumed: int = 0
     gaps_detected: int = 0  # sequence jumps (with sequence_of)
     last_connect_time: float = 0.0  # wall clock, 0.0 = never

@@ -201,6 +201,17 @@ async def test_critical_orders(monkeypatch: pytest.MonkeyPatch) -> None:
     assert deferred.waited > 0.1
 
 
+async def test_request_response() -> None:
+    example = load("request_response")
+    with anyio.fail_after(WAIT):
+        async with open_exchange() as exchange:
+            exchange.ack_delay = 0.01
+            acks, seen = await example.main(exchange.url)
+    assert acks == [{"type": "ack", "id": n} for n in (1, 2, 3)]
+    assert len(trades(seen)) == 5
+    assert not [m for m in seen if isinstance(m, dict) and m.get("type") == "ack"]
+
+
 # ------------------------------------------------------------------------------ reconnection
 
 

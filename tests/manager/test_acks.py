@@ -85,3 +85,42 @@ def test_a_parse_reply_that_raises_is_counted_and_the_message_delivered() -> Non
     pending.open(A, ["a"])
     assert not pending.consume(A, {"result": None, "id": 1})
     assert stats.callback_errors == 1
+
+
+def test_request_matchers_take_the_first_match_on_their_connection_only() -> None:
+    pending, stats = requests(BinanceSubscriptions())
+    assert not pending.waiting
+    first = pending.expect(A, lambda m: m.get("id") == 1)
+    second = pending.expect(A, lambda m: m.get("id") in (1, 2))
+    on_b = pending.expect(B, lambda m: True)
+    assert pending.waiting
+    assert pending.consume(A, {"id": 1})  # the oldest matcher that accepts it
+    assert first.done.is_set()
+    assert first.answer == {"id": 1}
+    assert not second.done.is_set()
+    assert pending.consume(A, {"id": 1, "again": True})
+    assert second.answer == {"id": 1, "again": True}
+    assert not pending.consume(A, {"id": 2})  # nobody waits on A any more
+    pending.forget(B)
+    assert on_b.lost
+    assert on_b.done.is_set()
+    assert not pending.waiting
+    assert stats.callback_errors == 0
+
+
+def test_an_unexpected_matcher_is_gone_and_a_raising_match_is_counted() -> None:
+    pending, stats = requests(BinanceSubscriptions())
+    gone = pending.expect(A, lambda m: True)
+    pending.unexpect(gone)
+    pending.unexpect(gone)  # idempotent
+    assert not pending.waiting
+    assert not pending.consume(A, {"id": 1})
+    broken = pending.expect(A, lambda m: m["missing"])
+    assert not pending.consume(A, {"id": 1})
+    assert stats.callback_errors == 1
+    assert not broken.done.is_set()
+    # Subscription answers come first: a matcher that would accept one does not see it.
+    pending.open(A, ["a"])
+    taker = pending.expect(A, lambda m: True)
+    assert pending.consume(A, {"result": None, "id": 1})
+    assert not taker.done.is_set()

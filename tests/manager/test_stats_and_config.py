@@ -162,6 +162,31 @@ class TestDisconnectAlertsFromClockZero:
             assert ws.stats.disconnects == 4
 
 
+async def test_an_alert_held_while_no_connection_opens_is_reported_on_time() -> None:
+    """Between connections no session's task reports held alerts: the supervisor's waits do."""
+    alerts = Recorder()
+    async with (
+        open_test_server() as server,
+        manager(
+            server,
+            on_disconnect_alert=alerts,
+            disconnect_alert_interval=0.3,
+            stable_connection_time=0,
+            max_reconnect_attempts=None,
+        ) as ws,
+    ):
+        with anyio.fail_after(WAIT):
+            await server.drop_clients()
+            await alerts.wait(1)
+            await server.wait_for_handshakes(2)
+            server.refuse_handshakes(503, count=None)  # from now on, every dial fails
+            await server.drop_clients()  # inside the interval: held
+            await alerts.wait(2)  # reported when the interval ends, while no dial succeeds
+            assert not ws.is_connected
+            assert alerts.times[1] - alerts.times[0] >= 0.3 - 0.01
+        assert alerts.args == [(R.NETWORK_ERROR, 1), (R.NETWORK_ERROR, 1)]
+
+
 # -- callbacks that raise -------------------------------------------------------------------------
 
 

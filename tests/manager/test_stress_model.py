@@ -5,13 +5,16 @@ Each case draws a queue size and overflow policy, a burst of ``{"seq": n}`` mess
 consumer style (``receive``, ``async for``, ``batches()``, ``on_message``) with pauses, keepalive
 settings, and a fault that strikes during the burst (close, drop, reset, a half-open peer,
 ``rotate()`` with and without ``dedup_key``), and in some cases server pings (``{"ping": n}``) in
-the burst, answered by ``ping_reply`` (which makes ``block`` read ahead). After the burst the server sends end markers (later
+the burst, answered by ``ping_reply`` (which makes ``block`` read ahead), and in some cases answers
+(``{"answer": n}``) in the burst to ``ws.request()`` calls waiting since before it began. After the burst the server sends end markers (later
 seqs) on whatever connection is live until the consumer sees one. Then every invariant of
 docs/concepts.md ("Delivery guarantees") is checked:
 
 - conservation: messages received = delivered + dropped + still queued (+ what a rotation
   deduplicated or superseded, + the pings consumed);
 - every ping that was read is answered once, and each connection's answers are in order;
+- each request() returns its own answer, or raises (its connection ended first); an answer
+  goes either to its request or, once that has stopped waiting, to the consumer: never both;
 - under ``block`` nothing is dropped, and without a fault that loses a connection's unread
   bytes, every seq of the burst arrives;
 - order is kept and nothing is repeated (a rotation without ``dedup_key`` may repeat at most its
@@ -41,6 +44,7 @@ import pytest
 from managed_websocket import (
     ManagedWebSocket,
     PingReply,
+    WebSocketClosedError,
     WebSocketQueueFullError,
     WebSocketStats,
     WebSocketTimeoutError,
@@ -83,6 +87,7 @@ class Case:
     leave_early: bool  # the consumer stops reading before the close (a full queue at close)
     ending: str
     pings_every: int = 0  # a server ping after every n messages of the burst (0: none)
+    answers_every: int = 0  # an answer to a request() after every n messages (0: none)
 
 
 def draw(seed: int) -> Case:
@@ -111,6 +116,7 @@ def draw(seed: int) -> Case:
         leave_early=rng.random() < 0.2,
         ending=rng.choice(ENDINGS),
         pings_every=rng.choice((0, 0, 1, 10, 50)),  # drawn last: older seeds keep their cases
+        answers_every=rng.choice((0, 0, 5, 50)),  # after it, for the same reason
     )
 
 
@@ -120,11 +126,19 @@ def frame(seq: int) -> bytes:
 
 def burst_bytes(case: Case) -> bytes:
     every = case.pings_every
+    answered = answered_in(case)
     return b"".join(
         frame(n)
         + (server_frame(json.dumps({"ping": n})) if every and n % every == every - 1 else b"")
+        + (server_frame(json.dumps({"answer": n})) if n in answered else b"")
         for n in range(case.burst)
     )
+
+
+def answered_in(case: Case) -> set[int]:
+    """The requests whose answers the burst carries (each after message n of the same n)."""
+    every = case.answers_every
+    return {n for n in range(case.burst) if every and n % every == every - 1}
 
 
 def is_ping(message: Any) -> bool:
@@ -148,6 +162,9 @@ class Run:
         self.saw_end = anyio.Event()
         self.rotated: anyio.Event | None = None  # set once a rotation ended (either way)
         self.pongs: list[list[int]] = []  # the answers each connection got, in order
+        self.returned: dict[int, Any] = {}  # request n → what request() returned
+        self.failed: set[int] = set()  # requests whose connection ended first
+        self.answers_delivered: list[int] = []  # answers handed to the consumer (too late)
 
     def manager(self, server: WebSocketTestServer) -> ManagedWebSocket:
         case = self.case
@@ -164,7 +181,7 @@ class Run:
             "rotation_timeout": 2.0,
         }
         if case.fault == "rotate_dedup":
-            options["dedup_key"] = seq_of
+            options["dedup_key"] = key_of
         if case.consumer == "on_message":
             options["on_message"] = self.on_message
         if case.pings_every:
@@ -172,11 +189,29 @@ class Run:
         return ManagedWebSocket(server.url + "/ws", **options)
 
     async def on_message(self, message: Any) -> None:
-        await self.took(self.seqs, [seq_of(message)])
+        if "answer" not in message:  # a late answer: counted once, as the queue hands it out
+            await self.took(self.seqs, [message])
 
-    async def took(self, into: list[int], seqs: list[int]) -> None:
+    async def ask(self, ws: ManagedWebSocket, n: int) -> None:
+        """request() n, waiting from before the burst until its answer (or the end)."""
+
+        def match(message: Any) -> bool:
+            return isinstance(message, dict) and message.get("answer") == n
+
+        try:
+            self.returned[n] = await ws.request({"ask": n}, match=match, timeout=CASE_LIMIT)
+        except WebSocketClosedError:
+            self.failed.add(n)
+
+    async def took(self, into: list[int], messages: list[Any]) -> None:
         """Record what the consumer was handed, all of it at once (a cancelled pause must not
         lose the rest of a batch), then pause if it crossed a multiple of ``pause_every``."""
+        seqs = []
+        for message in messages:
+            if "answer" in message:
+                self.answers_delivered.append(message["answer"])
+            else:
+                seqs.append(seq_of(message))
         before = len(into)
         into.extend(seqs)
         if seqs and seqs[-1] >= self.case.burst:
@@ -204,7 +239,7 @@ class Run:
 
     async def receive_one(self, ws: ManagedWebSocket, into: list[int]) -> None:
         try:
-            await self.took(into, [seq_of(await ws.receive(timeout=WAIT_TIMEOUT))])
+            await self.took(into, [await ws.receive(timeout=WAIT_TIMEOUT)])
         except WebSocketTimeoutError:
             pass
         except WebSocketQueueFullError:
@@ -223,9 +258,7 @@ class Run:
                     return
                 finally:
                     self.check_bound(started, WAIT_TIMEOUT)
-                await self.took(
-                    into, [seq_of(m) for m in (item if isinstance(item, list) else [item])]
-                )
+                await self.took(into, item if isinstance(item, list) else [item])
 
     async def timed(self, step: Any) -> None:
         started = anyio.current_time()
@@ -300,6 +333,11 @@ def seq_of(message: Any) -> int:
     return int(message["seq"])
 
 
+def key_of(message: Any) -> Any:
+    """dedup_key: the seq, or the answer's own key (answers are never duplicated)."""
+    return ("answer", message["answer"]) if "answer" in message else message["seq"]
+
+
 async def run_case(case: Case) -> None:
     run = Run(case)
     async with open_test_server(echo=False) as server:
@@ -310,6 +348,12 @@ async def run_case(case: Case) -> None:
                     tg.start_soon(run.consume, ws)
                     tg.start_soon(run.watch_state, ws)
                     await server.wait_for_handshakes(1)
+                    asked = sorted(answered_in(case))
+                    for n in asked:
+                        tg.start_soon(run.ask, ws, n)
+                    # Every request waits (its matcher is registered) before the burst begins.
+                    while len(ws._requests._expected) < len(asked):  # noqa: ASYNC110 - test
+                        await anyio.sleep(0.001)
                     await run.feed(server, ws)
                     await run.saw_end.wait()
                     if case.leave_early:
@@ -334,7 +378,11 @@ async def drain(ws: ManagedWebSocket, run: Run) -> None:
     while True:
         try:
             async for batch in ws.batches():
-                drained.extend(seq_of(message) for message in batch)
+                for message in batch:
+                    if "answer" in message:
+                        run.answers_delivered.append(message["answer"])
+                    else:
+                        drained.append(seq_of(message))
         except WebSocketQueueFullError:  # noqa: PERF203 - it ends an iteration: take the rest
             run.overflow_errors += 1
         else:
@@ -349,6 +397,7 @@ def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None
         + stats.duplicates_dropped
         + stats.messages_superseded
         + stats.messages_consumed
+        + len(run.answers_delivered)  # answers too late for their request: data
     )
     if case.consumer == "on_message":
         # Every message is queued after on_message saw it (or, when the session ended while
@@ -370,7 +419,17 @@ def check(case: Case, run: Run, ws: ManagedWebSocket, close_took: float) -> None
     for answers in run.pongs:
         assert answers == sorted(answers), "answers in the order of the pings"
     if not case.pings_every:
-        assert stats.messages_consumed == 0
+        assert stats.messages_consumed == len(run.returned)
+    # Each request got its own answer or raised; an answer went to its request or was
+    # delivered (after the request had stopped waiting), never both, never twice.
+    assert all(answer == {"answer": n} for n, answer in run.returned.items()), "own answer"
+    assert not set(run.returned) & run.failed
+    assert not set(run.returned) & set(run.answers_delivered), "an answer twice"
+    assert len(run.answers_delivered) == len(set(run.answers_delivered))
+    assert set(run.returned) | set(run.answers_delivered) <= answered_in(case)
+    if case.fault is None and case.overflow == "block":
+        assert set(run.returned) == answered_in(case), "every request answered"
+    assert not ws._requests.waiting, "a matcher outlived its request"
     assert run.overruns == [], "timed waits overran their timeout"
     assert close_took <= CLOSE_TIMEOUT + SLACK + 0.5, "close took too long"
 

@@ -7,7 +7,8 @@ superseded, deduplicated or consumed:
 
 - the reply to our application heartbeat (:class:`AppHeartbeat`), only while one is awaited;
 - the server's application-level pings (``ping_reply``), answered by the caller;
-- answers to subscription requests (``_acks.Requests``), only while a request waits.
+- answers to subscription requests and to ``request()`` (``_acks.Requests``), only while a
+  request waits.
 """
 
 from __future__ import annotations

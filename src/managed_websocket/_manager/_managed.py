@@ -39,8 +39,10 @@ from .._models import (
     WebSocketStats,
 )
 from .._settings import ShouldReconnect, UrlProvider
+from ._acks import Expected
 from ._groups import enter_owner_group, exit_owner_group, unwrap_group
 from ._inbox import Inbox, InboxClosed
+from ._session import Link, Session
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -115,9 +117,11 @@ class ManagedWebSocket(Supervisor):
         self._report_started()  # shut down before the first connection opened
 
     async def _run_supervisor(self) -> None:
-        async with anyio.create_task_group() as tg:  # for the held-alert flusher
-            self._run_scope = tg.cancel_scope
-            self._run_group = tg
+        # No task group: the supervisor is the only task of its own. (Held alerts are reported
+        # by a task of the session while connected, by the supervisor's waits between
+        # connections: see Supervisor._alerts_held.)
+        with anyio.CancelScope() as scope:
+            self._run_scope = scope
             await self._supervise()
 
     async def __aenter__(self) -> Self:
@@ -161,6 +165,61 @@ class ManagedWebSocket(Supervisor):
             except InboxClosed:
                 raise WebSocketClosedError("the managed WebSocket is closed", code=1000) from None
         raise WebSocketTimeoutError("receive", timeout if timeout is not None else 0.0)
+
+    async def request(
+        self, message: Any, *, match: Callable[[Any], object], timeout: float | None = None
+    ) -> Any:
+        """Send ``message`` (like :meth:`send`) and return its answer: the first inbound message
+        on this connection that ``match`` accepts (it gets each message as ``decode`` made it,
+        e.g. ``lambda m: isinstance(m, dict) and m.get("id") == 7``). The answer is not
+        delivered to :meth:`receive` / ``async for``; every other message is, in order. For
+        WebSocket APIs that answer requests (orders, queries) on the feed's connection.
+
+        The answer counts in ``stats.messages_consumed``. A ``match`` that raises is logged,
+        counted in ``callback_errors`` and taken as "no". An answer that comes after the
+        timeout (or after the caller was cancelled) is delivered like any other message.
+
+        Raises:
+            WebSocketTimeoutError: no answer within ``timeout`` seconds (None: no limit).
+            WebSocketClosedError: not connected, or the connection ended before the answer
+                (it is not sent again on the next connection).
+            TypeError: ``message`` has a type :meth:`send` does not take.
+        """
+        encoded = encode_outgoing(message)
+        session = self._session
+        if session is None or not self._state.state.can_send():
+            raise WebSocketClosedError("not connected", code=1006)
+        link = session.primary
+        expected = self._requests.expect(link.conn, match)
+        try:
+            if timeout is None:  # no cancel scope: it would cost more than the rest here
+                return await self._answer(session, link, encoded, expected)
+            with anyio.move_on_after(timeout):
+                return await self._answer(session, link, encoded, expected)
+            if expected.done.is_set():  # answered (or lost) just as the time ran out
+                return _outcome(expected, link)
+        except BaseException:
+            # Cancelled after its answer was read: nothing read is lost, it is queued for the
+            # consumer like a late answer (after what was queued meanwhile).
+            if expected.done.is_set() and not expected.lost:
+                expected.lost = True  # taken care of
+                self._stats.messages_consumed -= 1
+                self._stats.messages_dropped += self._inbox.put_nowait([expected.answer])
+            raise
+        finally:
+            self._requests.unexpect(expected)  # no matcher outlives its request
+        raise WebSocketTimeoutError("request", timeout)
+
+    async def _answer(
+        self, session: Session, link: Link, encoded: str | bytes, expected: Expected
+    ) -> Any:
+        await session.send(link, encoded)
+        # Read the socket in this task while nobody else does (like receive()): no hand-over
+        # from the receive loop's task. Otherwise whoever reads hands the answer over.
+        while not expected.done.is_set():
+            if not await session.pull():
+                await expected.done.wait()
+        return _outcome(expected, link)
 
     def stream(self) -> MessageIterator:
         """Every message, across reconnects, until close/shutdown (then it ends) or failure (then
@@ -495,6 +554,16 @@ class MessageIterator:
             return await self._next()
         except InboxClosed:
             raise StopAsyncIteration from None
+
+
+def _outcome(expected: Expected, link: Link) -> Any:
+    """The answer of a request that is done, or why there is none."""
+    if expected.lost:
+        raise WebSocketClosedError(
+            "the connection ended before the answer to the request",
+            code=link.conn.close_code or 1006,
+        )
+    return expected.answer
 
 
 def _combined(failures: list[WebSocketSubscriptionError]) -> WebSocketSubscriptionError:

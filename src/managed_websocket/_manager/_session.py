@@ -225,6 +225,11 @@ class Session:
         """Whether a delivery waits for room under ``block``: nobody reads meanwhile."""
         return self._inbox.blocked
 
+    @property
+    def can_spawn(self) -> bool:
+        """Whether :meth:`spawn` may be called: the session runs and has not ended."""
+        return self._group is not None and self.ending is None
+
     def spawn(self, task: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run ``task`` in this session's group: it ends with the session."""
         assert self._group is not None

@@ -120,7 +120,6 @@ class Supervisor:
         "_reconnect_after",
         "_requests",
         "_rotating",
-        "_run_group",
         "_run_scope",
         "_running",
         "_session",
@@ -168,7 +167,7 @@ class Supervisor:
         self._drop_alerts = AlertThrottle(self._settings.disconnect_alert_interval)
         self._dropped_since_alert = 0
         self._last_alert_reason = DisconnectReason.NETWORK_ERROR  # for a held disconnect alert
-        self._flushing = False  # the held-alert flusher task is running
+        self._flushing = False  # a session's task reports held alerts (_flush_held_alerts)
         # Intent, written by public operations and read by the supervisor.
         self._stay_down = False
         self._dial_at: float | None = None
@@ -176,7 +175,6 @@ class Supervisor:
         self._phase_scope: anyio.CancelScope | None = None
         # Lifetime
         self._run_scope: anyio.CancelScope | None = None
-        self._run_group: anyio.abc.TaskGroup | None = None  # for the held-alert flusher
         self._running = False
         self._shutdown = False
         self._fatal: BaseException | None = None
@@ -204,7 +202,7 @@ class Supervisor:
             self._inbox.close(self._fatal)
             self._events.close()
             if self._run_scope is not None:
-                self._run_scope.cancel()  # the alert flusher goes with the supervisor
+                self._run_scope.cancel()
 
     async def _supervise_loop(self) -> None:
         attempt, floor, waited = 0, 0.0, 0.0
@@ -269,7 +267,7 @@ class Supervisor:
                         attempt,
                     )
                     self._events.publish(ReconnectScheduled(delay=delay, attempt=attempt))
-                    await anyio.sleep(delay)
+                    await self._sleep(delay)
                     self._stats.reconnect_attempts += 1
                 else:
                     delay = waited
@@ -351,7 +349,7 @@ class Supervisor:
             delay = _reconnect_verdict(verdict)
             if delay is not None:
                 return delay
-            await anyio.sleep(self._settings.reconnect_check_interval)
+            await self._sleep(self._settings.reconnect_check_interval)
 
     async def _serve(self, conn: WebSocketConnection) -> tuple[DisconnectEvent, float]:
         session = Session(conn, self._shared(), self._inbox)
@@ -409,6 +407,8 @@ class Supervisor:
         # From here subscribe() sends what the replay has not (the replay skips what it sent).
         announced: set[str] = set()
         self._announced = announced
+        if self._held_deadline() is not None:
+            self._alerts_held()  # held between connections: this session's task reports them
         await self._replay_subscriptions(session, link, announced)
         # Startup (async with / tg.start(ws.run)) returns once the connection is fully open:
         # on_connect has run and the subscriptions are replayed, on both backends alike.
@@ -605,33 +605,63 @@ class Supervisor:
         await self._drop_alert()
 
     def _alerts_held(self) -> None:
-        """A throttled alert is pending: start the flusher, unless it runs already."""
-        if not self._flushing and self._run_group is not None:
+        """A throttled alert is pending: report it once its interval has passed (B12: the tail
+        of a burst was only reported at the next event, if one ever came). While connected, a
+        task of the session does (started now, or by :meth:`_on_open` for what was held
+        between connections); between connections, the supervisor's own waits do
+        (:meth:`_sleep`). So neither costs a task, nor a task group, while nothing is held."""
+        session = self._session
+        if not self._flushing and session is not None and session.can_spawn:
             self._flushing = True
-            self._run_group.start_soon(self._flush_held_alerts)
+            session.spawn(self._flush_held_alerts)
+
+    def _held_deadline(self) -> float | None:
+        """When the next held alert is due, or None if none is held."""
+        deadlines = [
+            deadline
+            for deadline in (
+                self._disconnect_alerts.flush_deadline(),
+                self._drop_alerts.flush_deadline(),
+            )
+            if deadline is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     async def _flush_held_alerts(self) -> None:
-        """Report what the throttles held back once their interval has passed (B12: the tail of
-        a burst was only reported at the next event, if one ever came). Runs only while
-        something is held, so an idle manager has no task for it."""
+        """A session's task: report held alerts as they fall due, until none is held."""
         try:
-            while deadlines := [
-                deadline
-                for deadline in (
-                    self._disconnect_alerts.flush_deadline(),
-                    self._drop_alerts.flush_deadline(),
-                )
-                if deadline is not None
-            ]:
-                await anyio.sleep_until(min(deadlines))
-                now = anyio.current_time()
-                count = self._disconnect_alerts.flush(now)
-                if count is not None:
-                    await self._disconnect_alert(count)
-                if self._drop_alerts.flush(now) is not None:
-                    await self._drop_alert()
+            while (deadline := self._held_deadline()) is not None:
+                await anyio.sleep_until(deadline)
+                # A session that ends meanwhile waits for the callbacks (at most close_timeout)
+                # rather than cutting them short: the counts are taken.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(self._settings.close_timeout),
+                ):
+                    await self._flush_due()
         finally:
             self._flushing = False
+
+    async def _flush_due(self) -> None:
+        now = anyio.current_time()
+        count = self._disconnect_alerts.flush(now)
+        if count is not None:
+            await self._disconnect_alert(count)
+        if self._drop_alerts.flush(now) is not None:
+            await self._drop_alert()
+
+    async def _sleep(self, delay: float) -> None:
+        """``anyio.sleep(delay)`` for the supervisor's waits between connections, reporting
+        the alerts held meanwhile as they fall due (no session's task does then)."""
+        end = anyio.current_time() + delay
+        while (
+            not self._flushing
+            and (deadline := self._held_deadline()) is not None
+            and deadline < end
+        ):
+            await anyio.sleep_until(deadline)
+            await self._flush_due()
+        await anyio.sleep_until(end)
 
     async def _drop_alert(self) -> None:
         dropped, self._dropped_since_alert = self._dropped_since_alert, 0
@@ -674,7 +704,7 @@ class Supervisor:
                 wait = min(wait, self._settings.reconnect_check_interval)
             with anyio.CancelScope() as scope:
                 self._phase_scope = scope  # connect()/schedule_reconnect()/close() wake us
-                await anyio.sleep(wait)
+                await self._sleep(wait)
             if polling and not scope.cancel_called and self._dial_at is None:
                 verdict = await self._callbacks.call(
                     "should_reconnect", self._settings.should_reconnect
