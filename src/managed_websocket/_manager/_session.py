@@ -521,21 +521,24 @@ class Session:
     async def _deliver(self, link: Link, batch: list[Any]) -> int:
         """Queue ``batch`` (or stage it, for a candidate); return how many messages the overflow
         policy dropped, for the caller to report (after the messages are queued)."""
-        stats = self._shared.stats
-        stats.record_received(len(batch), sum(map(len, batch)))
+        batch, replies = self._take_in(link, batch)
+        if replies:
+            return await self._deliver_decoded(link, batch, replies)
+        return await self._deliver_decoded(link, batch) if batch else 0
+
+    def _take_in(self, link: Link, batch: list[Any]) -> tuple[list[Any], list[str | bytes]]:
+        """What every batch read goes through first: count it, feed the silence watchdog,
+        decode it, and take out the control messages (heartbeat replies, server pings and
+        subscription answers), returning the answers owed to the server's pings."""
+        self._shared.stats.record_received(len(batch), sum(map(len, batch)))
         if self._settings.max_silence is not None and link is self.primary:
             self._data_at = anyio.current_time()
         decode = self._settings.decode
         if decode is not None:
             batch = self._decode(decode, batch)
         if self._control.active(link):
-            # Heartbeat replies, server pings and subscription answers are consumed here.
-            batch, replies = self._control.consume(link, batch)
-            if replies:
-                return await self._deliver_decoded(link, batch, replies)
-            if not batch:
-                return 0
-        return await self._deliver_decoded(link, batch)
+            return self._control.consume(link, batch)
+        return batch, []
 
     async def _send_replies(self, link: Link, replies: list[Any]) -> None:
         # In the order the pings were read: the receive loop and a consumer's pull may both
@@ -713,15 +716,7 @@ class Session:
             raise
 
     async def _read_ahead(self, link: Link, batch: list[Any]) -> None:
-        self._shared.stats.record_received(len(batch), sum(map(len, batch)))
-        if self._settings.max_silence is not None:
-            self._data_at = anyio.current_time()
-        decode = self._settings.decode
-        if decode is not None:
-            batch = self._decode(decode, batch)
-        replies: list[Any] = []
-        if self._control.active(link):
-            batch, replies = self._control.consume(link, batch)
+        batch, replies = self._take_in(link, batch)
         link.held.extend(batch)
         if replies:
             await self._send_replies(link, replies)
