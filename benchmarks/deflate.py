@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import machine, wire
 from .clients import BY_NAME
+from .sections import end_marker, start_marker, write_section
 from .suite import ROOT, availability, progress, run_json, running_server
 
 CLIENTS = (
@@ -34,8 +35,9 @@ CLIENTS = (
     "aiohttp",
 )
 FIGURES = ("deflate", "text")
-START = "<!-- compressed firehose: start (benchmarks/deflate.py) -->"
-END = "<!-- compressed firehose: end -->"
+SECTION = "compressed firehose"
+START = start_marker(SECTION, "benchmarks/deflate.py")
+END = end_marker(SECTION)
 
 
 def rate(result: dict[str, object]) -> float | None:
@@ -101,17 +103,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -147,7 +138,7 @@ def main() -> None:
             loads.append(machine.load(f"round {index + 1}"))
     section = render(rows, errors, args.rounds, loads, time.perf_counter() - started)
     print(section)
-    write_section(args.output, section)
+    write_section(args.output, SECTION, section)
     progress(f"section written to {args.output}")
 
 

@@ -23,6 +23,7 @@ from . import machine, pool, report
 from .client import FIGURES
 from .clients import SPECS, ClientSpec
 from .report import ClientRuns, Install, Result
+from .sections import marked_sections
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT = 60.0
@@ -152,16 +153,6 @@ def run_reconnect(base: str) -> list[tuple[str, Result]]:
 # ------------------------------------------------------------------ main
 
 
-def _compressed_section(path: Path) -> str:
-    """The compressed-firehose section ``benchmarks.deflate`` wrote into ``path``, or ""."""
-    start = "<!-- compressed firehose: start"
-    text = path.read_text() if path.exists() else ""
-    end = "<!-- compressed firehose: end -->"
-    if start not in text or end not in text:
-        return ""
-    return text[text.index(start) : text.index(end) + len(end)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--install-log", type=Path, help="written by run.sh")
@@ -208,8 +199,8 @@ def main() -> None:
     text = report.render(run, charts)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    kept = _compressed_section(args.output)  # written by benchmarks.deflate
-    args.output.write_text(text + "\n" + (f"\n{kept}\n" if kept else ""))
+    kept = marked_sections(args.output)  # written by benchmarks.deflate, benchmarks.pool, by hand
+    args.output.write_text(text + "\n" + "".join(f"\n{section}\n" for section in kept))
     progress(f"report written to {args.output}")
 
 
