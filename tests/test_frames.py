@@ -698,6 +698,28 @@ def test_encode_frame_uses_a_fresh_key_each_time() -> None:
     assert len(keys) > 45
 
 
+def test_masking_keys_come_from_os_urandom_a_block_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One system call per 1,024 frames, each key used once: the frames come out of the block
+    in order, four bytes each, across refills."""
+    blocks: list[bytes] = []
+    real_urandom = os.urandom
+
+    def urandom(size: int) -> bytes:
+        blocks.append(real_urandom(size))
+        return blocks[-1]
+
+    monkeypatch.setattr(_frames, "_mask_keys", type(_frames._mask_keys)())
+    monkeypatch.setattr(_frames.os, "urandom", urandom)
+    frames = [encode_frame(0x1, b"payload") for _ in range(2_100)]
+
+    assert [len(block) for block in blocks] == [4096, 4096, 4096]
+    drawn = b"".join(blocks)
+    assert [frame[2:6] for frame in frames] == [drawn[i : i + 4] for i in range(0, 8400, 4)]
+    assert all(unmask(frame) == (0x81, b"payload") for frame in frames)
+
+
 def test_encode_control_frame_over_125_bytes_is_refused() -> None:
     assert unmask(encode_frame(0x9, b"p" * 125)) == (0x89, b"p" * 125)
     with pytest.raises(ValueError, match="^payload too long for control frame$"):

@@ -35,6 +35,17 @@ async def test_cancelled_task_cannot_take_a_free_lock() -> None:
     assert not lock.locked()
 
 
+async def test_acquire_nowait_takes_only_a_free_lock() -> None:
+    lock = FastLock()
+    with anyio.CancelScope() as scope:  # noqa: ASYNC100 - the point: nothing here checks
+        scope.cancel()
+        assert lock.acquire_nowait()  # no cancellation check: the caller's next step checks
+    assert lock.locked()
+    assert not lock.acquire_nowait()
+    lock.release()
+    assert not lock.locked()
+
+
 async def test_waiters_get_the_lock_in_order() -> None:
     lock = FastLock()
     order: list[int] = []

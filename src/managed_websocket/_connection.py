@@ -151,6 +151,7 @@ class WebSocketConnection:
         # An uncontended lock must not cost a trip through the event loop (nor, idle, a deque)
         self._send_lock = FastLock()
         self._read_lock = FastLock()
+        self._send_checks_first = isinstance(stream, anyio.abc.SocketStream)
         # Per payload, in the order the pings were sent: two tasks may ping with the same payload.
         self._pong_waiters: dict[bytes, list[_PongWaiter]] = {}
         self._ping_ids = itertools.count(1)
@@ -268,11 +269,18 @@ class WebSocketConnection:
         if not self._pending and self._error is not None:
             raise self._error
         interrupts = self._interrupts
+        lock = self._read_lock
         try:
-            async with self._read_lock:
+            # A free lock is taken without a cancellation check: the socket read that follows
+            # checks before it takes any byte (anyio's streams do), and this is once per read.
+            if not lock.acquire_nowait():
+                await lock.acquire()
+            try:
                 interrupted = interruptible and interrupts != self._interrupts
                 if not self._pending and self._error is None and not interrupted:
                     await self._read_chunk(interruptible=interruptible, deadline=deadline)
+            finally:
+                lock.release()
         finally:
             # Pingers waiting for a reader must learn that it stopped, even if cancelled.
             self._wake_pingers()
@@ -558,7 +566,13 @@ class WebSocketConnection:
     # The write path: one lock, one place that maps errors.
 
     async def _send_frame(self, opcode: int, payload: str | bytes) -> None:
-        async with self._send_lock:
+        lock = self._send_lock
+        # A socket stream checks for cancellation before it writes anything, so a free lock
+        # needs no check of its own. A TLS stream does not: it encrypts first, and a record
+        # lost to a cancellation after that would break the stream.
+        if not (self._send_checks_first and lock.acquire_nowait()):
+            await lock.acquire()
+        try:
             if self._error is not None or self._state is not _OPEN:
                 raise self._closed_for_sending()
             if isinstance(payload, str):
@@ -570,6 +584,8 @@ class WebSocketConnection:
                     await self._write_locked(encode_frame(opcode, compressed, rsv1=True))
                     return
             await self._write_locked(encode_frame(opcode, payload))
+        finally:
+            lock.release()
 
     async def _send_close(self, code: int, reason: str) -> None:
         async with self._send_lock:

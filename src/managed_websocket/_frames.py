@@ -32,7 +32,7 @@ continue, or a new message inside a fragmented one, is reported once the frame h
 complete; wsproto waits for the frame's first payload byte. wsproto has no size limit (1009).
 
 :func:`encode_frame` writes one client frame, masked with a fresh key from ``os.urandom``
-(RFC 6455 5.3); :func:`close_payload` builds a close frame's payload.
+(RFC 6455 5.3), drawn 1,024 keys at a time; :func:`close_payload` builds a close frame's payload.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import codecs
 import os
 import struct
 import sys
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -452,8 +453,23 @@ def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = Fal
         header = struct.pack("!BBH", first, 0xFE, length)
     else:
         header = struct.pack("!BBQ", first, 0xFF, length)
-    key = os.urandom(4)
+    try:
+        key = _mask_keys.popleft()
+    except IndexError:
+        key = _draw_mask_keys()
     return header + key + _mask(payload, key) if length else header + key
+
+
+# Masking keys must be unpredictable (RFC 6455 5.3: "from a strong source of entropy"): they come
+# from os.urandom, but 4 KiB at a time rather than a system call per frame. Each key is used once:
+# popleft() is atomic, so threads running event loops of their own never share one.
+_mask_keys: Final[deque[bytes]] = deque()
+
+
+def _draw_mask_keys() -> bytes:
+    block = os.urandom(4096)
+    _mask_keys.extend(block[start : start + 4] for start in range(4, 4096, 4))
+    return block[:4]
 
 
 # Below this size XOR-ing as one big integer is fastest; above it, four strided translations.

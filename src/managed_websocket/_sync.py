@@ -36,6 +36,14 @@ class FastLock:
     async def __aenter__(self) -> None:
         await self.acquire()
 
+    def acquire_nowait(self) -> bool:
+        """Take the lock if it is free, without the cancellation check of :meth:`acquire`: for
+        a caller whose next step checks before it does anything (a socket read or write)."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
     async def acquire(self) -> None:
         await checkpoint_if_cancelled()
         if not self._held:

@@ -780,6 +780,31 @@ async def test_frames_in_the_same_packet_as_the_101_are_kept(raw_peer: RawPeer) 
     assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 4000))
 
 
+async def test_cancelled_send_and_receive_take_nothing_and_leave_the_connection_whole(
+    raw_peer: RawPeer,
+) -> None:
+    """The send and read locks are taken without a cancellation check of their own (the socket
+    stream checks): a send or a read in a cancelled scope still writes and consumes nothing."""
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(raw_peer.accept)
+            async with connect_websocket(raw_peer.url) as conn:
+                await anyio.wait_all_tasks_blocked()  # accept() has finished writing the 101
+                await raw_peer.send(text_frame("waiting"))
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await conn.send("never")
+                    pytest.fail("sent in a cancelled scope")
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await conn.receive()
+                    pytest.fail("received in a cancelled scope")
+                await conn.send("after")
+                assert await raw_peer.receive_frame() == (0x1, b"after")
+                assert await conn.receive() == "waiting"
+                tg.start_soon(raw_peer.answer_close)
+
+
 async def test_ping_waiting_for_a_reader_that_gets_cancelled_reads_itself(
     raw_peer: RawPeer,
 ) -> None:

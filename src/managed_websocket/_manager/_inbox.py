@@ -86,6 +86,7 @@ class Inbox:
         "_receive_end",
         "_send_end",
         "_space",
+        "_streamed",
         "_unchecked",
         "dropped",
         "puller",
@@ -113,6 +114,7 @@ class Inbox:
         # Set by the live session: reads the socket in the consumer's task (Session.pull).
         self.puller: Puller | None = None
         self._pulling = 0  # consumers inside puller.pull()
+        self._streamed = 0  # batches (and markers) in the stream, not yet taken
 
     def __del__(self) -> None:
         # An inbox nobody closed (a manager that never ran) takes its streams with it; they hold
@@ -220,7 +222,7 @@ class Inbox:
             if not self._local:
                 # Every queued message is in _current, _local or the stream (consumers take
                 # from the stream only when they read on): the oldest are reached in order.
-                self._local.append(self._receive.receive_nowait())
+                self._local.append(self._take_from_stream())
             head = self._local[0]
             assert isinstance(head, list)  # overflow markers only exist with "error"
             if len(head) <= count:
@@ -240,6 +242,7 @@ class Inbox:
             self._local.append(item)  # close() moved the stream's contents there too
         else:
             self._send.send_nowait(item)
+            self._streamed += 1
         self._wake_consumers()
 
     def _wake_consumers(self) -> None:
@@ -281,7 +284,7 @@ class Inbox:
             return
         self._closed = True
         self._end_error = error
-        self._local.extend(self._receive.receive_nowait() for _ in range(self._buffered()))
+        self._local.extend(self._take_from_stream() for _ in range(self._streamed))
         self._send.close()
         self._receive.close()
         if self._space is not None:
@@ -322,9 +325,9 @@ class Inbox:
             await self._fill()
             rest = self._current[self._position :] if self._position else self._current
             self._position = len(self._current)
-            while self._local or self._buffered():
+            while self._local or self._streamed:
                 if not self._local:
-                    self._local.append(self._receive.receive_nowait())
+                    self._local.append(self._take_from_stream())
                 head = self._local[0]
                 if not isinstance(head, list):
                     break
@@ -345,19 +348,17 @@ class Inbox:
                     raise item.error
                 self._current, self._position = item, 0
                 continue
-            try:
-                try:  # receive() yields to the event loop first, even when a batch is there
-                    self._local.append(self._receive.receive_nowait())
-                except anyio.WouldBlock:
-                    if not await self._pull():
-                        await self._wait_for_arrival()
-                    continue
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                if self._local:
-                    continue  # close() moved what was left into _local
+            if self._streamed:
+                # Not receive(): it yields to the event loop first, even when a batch is there.
+                self._local.append(self._take_from_stream())
+                continue
+            if self._closed:  # close() moved what was left into _local
                 if self._end_error is not None:
-                    raise self._end_error from None
-                raise InboxClosed from None
+                    raise self._end_error
+                raise InboxClosed
+            # Empty: the count is looked at rather than a WouldBlock raised (once per echo).
+            if not await self._pull():
+                await self._wait_for_arrival()
 
     async def _wait_for_arrival(self) -> None:
         arrival = self._arrival
@@ -375,10 +376,9 @@ class Inbox:
         finally:
             self._pulling -= 1
 
-    def _buffered(self) -> int:
-        if self._receive_end is None:
-            return 0
-        return self._receive_end.statistics().current_buffer_used
+    def _take_from_stream(self) -> list[Any] | _Overflowed:
+        self._streamed -= 1
+        return self._receive.receive_nowait()
 
     def _taken(self, count: int) -> None:
         self._queued -= count
