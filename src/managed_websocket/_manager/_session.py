@@ -537,7 +537,13 @@ class Session:
         if decode is not None:
             batch = self._decode(decode, batch)
         if self._control.active(link):
-            return self._control.consume(link, batch)
+            kept, replies = self._control.consume(link, batch)
+            if len(kept) < len(batch):
+                # A request() may wait for one of these on the socket, in pull(): the receive
+                # loop's read had the answer before the caller's interruption reached it, and
+                # nothing is queued to wake the caller. (The caller's own read: a no-op.)
+                self.stop_pull()
+            return kept, replies
         return batch, []
 
     async def _send_replies(self, link: Link, replies: list[Any]) -> None:
