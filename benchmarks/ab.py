@@ -302,10 +302,25 @@ def progress(message: str) -> None:
     print(f"[ab] {message}", file=sys.stderr, flush=True)
 
 
+def pinned(cpu: int | None) -> list[str]:
+    """The command prefix that runs a process on one CPU only (none for ``None``)."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def cpus(pin: bool) -> tuple[int | None, int | None]:
+    """(server CPU, client CPU) for ``--pin``: apart, so that a write does not hand the client's
+    core to the woken server, and the measurement is not a lottery of where each one runs."""
+    count = os.cpu_count() or 1
+    return (count - 1, 0) if pin and count > 1 else (None, None)
+
+
 @contextmanager
-def running_server() -> Iterator[str]:
+def running_server(cpu: int | None = None) -> Iterator[str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.server"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [*pinned(cpu), sys.executable, "-m", "benchmarks.server"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -332,13 +347,13 @@ def spinners(enabled: bool) -> Iterator[None]:
             proc.wait(timeout=10)
 
 
-def run_one(name: str, base: str, src: str | None) -> dict[str, Any]:
+def run_one(name: str, base: str, src: str | None, cpu: int | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = src
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.ab", "--client", name, "--base", base],
+            [*pinned(cpu), sys.executable, "-m", "benchmarks.ab", "--client", name, "--base", base],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -367,11 +382,12 @@ def report(args: argparse.Namespace) -> None:
             runs.append((spec.name, args.before))
     results: dict[tuple[str, str | None], list[dict[str, Any]]] = {run: [] for run in runs}
     started = time.perf_counter()
-    with running_server() as base, spinners(args.spin):
+    server_cpu, client_cpu = cpus(args.pin)
+    with running_server(server_cpu) as base, spinners(args.spin):
         for index in range(args.rounds):
             order = runs if index % 2 == 0 else runs[::-1]
             for name, src in order:
-                results[(name, src)].append(run_one(name, base, src))
+                results[(name, src)].append(run_one(name, base, src, client_cpu))
             progress(
                 f"round {index + 1}/{args.rounds} done ({time.perf_counter() - started:.0f} s)"
             )
@@ -387,9 +403,10 @@ def render(
     figures: list[str],
     args: argparse.Namespace,
 ) -> str:
-    cpus = "CPUs kept awake (nice -n 19 spinners)" if args.spin else "idle CPUs"
+    awake = "CPUs kept awake (nice -n 19 spinners)" if args.spin else "idle CPUs"
+    pin = "; server and client pinned to CPUs of their own" if args.pin else ""
     before = f"; before = {args.before}" if args.before else ""
-    lines = [f"{args.rounds} interleaved rounds, {cpus}{before}.", ""]
+    lines = [f"{args.rounds} interleaved rounds, {awake}{pin}{before}.", ""]
 
     def ok(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in rounds if "error" not in r]
@@ -441,6 +458,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--before", help="another source tree's src/ directory (PYTHONPATH)")
     parser.add_argument("--spin", action="store_true", help="keep every core awake")
+    parser.add_argument("--pin", action="store_true", help="server and client on CPUs apart")
     parser.add_argument("--figures", default="echo,trades")
     args = parser.parse_args()
     if args.report:

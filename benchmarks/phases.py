@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .ab import ECHO_PLAN, ROOT, _run, progress, running_server, spinners
+from .ab import ECHO_PLAN, ROOT, _run, cpus, pinned, progress, running_server, spinners
 from .clients.common import CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, QUEUE_SIZE, READ_SIZE
 from .clients.raw import ECHO_FRAME, ECHO_REPLY_SIZE, AnyioFloor
 from .wire import ECHO_TEXT
@@ -159,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spin", action="store_true", help="keep every core awake")
+    parser.add_argument("--pin", action="store_true", help="server and client on CPUs apart")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,12 +168,14 @@ def main() -> None:
         print(json.dumps(_run(backend, run, args.base)))
         return
     results: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
-    with running_server() as base, spinners(args.spin):
+    server_cpu, client_cpu = cpus(args.pin)
+    with running_server(server_cpu) as base, spinners(args.spin):
         for round_ in range(args.rounds):
             order = list(CLIENTS) if round_ % 2 == 0 else list(reversed(CLIENTS))
             for name in order:
+                command = [sys.executable, "-m", "benchmarks.phases", "--client", name]
                 out = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.phases", "--client", name, "--base", base],
+                    [*pinned(client_cpu), *command, "--base", base],
                     cwd=ROOT,
                     capture_output=True,
                     text=True,

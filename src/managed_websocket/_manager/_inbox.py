@@ -13,6 +13,9 @@ empty. ``queue_size`` and the overflow policies still count *messages*:
 - ``error``: like ``drop_newest``, and consumers get one :class:`WebSocketQueueFullError` at the
   point in the sequence where messages went missing.
 
+A batch that finds the inbox empty skips the stream: it becomes the consumers' current batch
+(``_current``) at once, which is what taking it out of the stream would do next.
+
 Consumers take batches from the stream only with ``receive_nowait()``, in the order they were
 sent, and wait for an *arrival* event when it is empty. (Waiting in the stream's ``receive()``
 would let the stream hand a batch straight to the waiting task, out of reach of ``drop_oldest``
@@ -235,6 +238,17 @@ class Inbox:
     def _push(self, batch: list[Any]) -> None:
         self._gap = None
         self._queued += len(batch)
+        if (
+            self._position >= len(self._current)
+            and not self._streamed
+            and not self._local_batches
+            and not self._closed
+        ):
+            # Nothing is queued: the batch becomes the consumers' current one at once (a
+            # consumer that read it from the socket itself takes it straight back).
+            self._current, self._position = batch, 0
+            self._wake_consumers()
+            return
         self._enqueue(batch)
 
     def _enqueue(self, item: list[Any] | _Overflowed) -> None:
