@@ -10,13 +10,18 @@ them against the measured round trips (``python -m benchmarks.ab``).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
 import json
+import pstats
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.lowlevel import checkpoint_if_cancelled
 
 from managed_websocket._frames import OP_TEXT, FrameReader, encode_frame
@@ -98,15 +103,105 @@ async def pieces() -> dict[str, float]:
     }
 
 
+class LoopbackEcho(anyio.abc.ByteStream):
+    """A byte stream that answers every write with the echo's frame, at once: a round trip with
+    no system call, no other process and no wake-up, so what is left is the client's own CPU."""
+
+    def __init__(self) -> None:
+        self._replies: deque[bytes] = deque()
+        self._arrived: anyio.Event | None = None
+
+    async def send(self, item: bytes) -> None:
+        self._replies.append(SERVER_FRAME)
+        if self._arrived is not None:
+            self._arrived.set()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self._replies:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+            self._arrived = None
+        return self._replies.popleft()
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def round_trips(profile: str | None = None) -> dict[str, float]:
+    """ns per round trip on :class:`LoopbackEcho`: the floor (write the frame, read the reply),
+    the managed client's send + receive and its request(). ``profile`` (a client's name): run
+    that one under cProfile and print where its time goes."""
+    from managed_websocket import open_managed_websocket
+    from managed_websocket.testing import open_test_server
+
+    floor = LoopbackEcho()
+    request = ECHO_TEXT.encode()
+
+    async def floor_round_trip() -> None:
+        await floor.send(request)
+        await floor.receive()
+
+    results = {"floor (the same stream, no WebSocket)": await timed_async(floor_round_trip)}
+    options: dict[str, Any] = {"decode": None, "ping_interval": None, "queue_size": 10_000}
+    async with open_test_server() as server, open_managed_websocket(server.url, **options) as ws:
+        session = ws._session
+        assert session is not None
+        session.primary.conn._stream = LoopbackEcho()  # the test server's socket sits idle
+        messages = aiter(ws)
+        prefix = ECHO_TEXT[:8]
+
+        def match(message: Any) -> bool:
+            return isinstance(message, str) and message.startswith(prefix)
+
+        async def echo() -> None:
+            await ws.send(ECHO_TEXT)
+            await anext(messages)
+
+        async def ask() -> None:
+            await ws.request(ECHO_TEXT, match=match)
+
+        clients = {"managed send + receive": echo, "managed request()": ask}
+        for name, body in clients.items():
+            results[name] = await timed_async(body)
+        if profile is not None:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(N):
+                await clients[profile]()
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return results
+
+
 def main() -> None:
     import trio
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", metavar="CLIENT", help="e.g. 'managed send + receive'")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="trio")
+    args = parser.parse_args()
+    if args.profile:
+        if args.backend == "asyncio":
+            asyncio.run(round_trips(args.profile))
+        else:
+            trio.run(round_trips, args.profile)
+        return
     on_asyncio = asyncio.run(pieces())
     on_trio = trio.run(pieces)
     print("| piece | asyncio ns | trio ns |")
     print("|---|---:|---:|")
     for name, value in on_asyncio.items():
         print(f"| {name} | {value:.0f} | {on_trio[name]:.0f} |")
+    trips_asyncio = asyncio.run(round_trips())
+    trips_trio = trio.run(round_trips)
+    print()
+    print("| whole round trip on a loopback stream | asyncio ns | trio ns |")
+    print("|---|---:|---:|")
+    for name, value in trips_asyncio.items():
+        print(f"| {name} | {value:.0f} | {trips_trio[name]:.0f} |")
 
 
 if __name__ == "__main__":

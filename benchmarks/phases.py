@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spin", action="store_true", help="keep every core awake")
     parser.add_argument("--pin", action="store_true", help="server and client on CPUs apart")
+    parser.add_argument("--before", help="also the managed clients from this source tree")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,29 +169,43 @@ def main() -> None:
         backend, run = CLIENTS[args.client]
         print(json.dumps(_run(backend, run, args.base)))
         return
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
+    runs = [(name, None) for name in CLIENTS]
+    if args.before:
+        runs += [(name, args.before) for name in CLIENTS if name.startswith("managed")]
+    results: dict[tuple[str, str | None], list[dict[str, float]]] = {run: [] for run in runs}
     server_cpu, client_cpu = cpus(args.pin)
     with running_server(server_cpu) as base, spinners(args.spin):
         for round_ in range(args.rounds):
-            order = list(CLIENTS) if round_ % 2 == 0 else list(reversed(CLIENTS))
-            for name in order:
+            for name, src in runs if round_ % 2 == 0 else runs[::-1]:
+                env = {**os.environ, "PYTHONPATH": src} if src else None
                 command = [sys.executable, "-m", "benchmarks.phases", "--client", name]
-                out = subprocess.run(
-                    [*pinned(client_cpu), *command, "--base", base],
-                    cwd=ROOT,
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    check=True,
-                )
-                results[name].append(json.loads(out.stdout.splitlines()[-1]))
-                progress(f"round {round_ + 1} {name}: {results[name][-1]['total']:.1f} µs")
+                label = name + (" — before" if src else "")
+                try:
+                    out = subprocess.run(
+                        [*pinned(client_cpu), *command, "--base", base],
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                        check=True,
+                    )
+                except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
+                    progress(f"round {round_ + 1} {label}: failed ({type(exc).__name__})")
+                    continue
+                results[(name, src)].append(json.loads(out.stdout.splitlines()[-1]))
+                progress(f"round {round_ + 1} {label}: {results[(name, src)][-1]['total']:.1f} µs")
     print(f"| client | {' | '.join(PHASES)} | sum | round trip |")
     print(f"|---|{'---:|' * (len(PHASES) + 2)}")
-    for name, runs in results.items():
-        cells = {key: statistics.median(run[key] for run in runs) for key in (*PHASES, "total")}
+    for (name, src), rounds in results.items():
+        if not rounds:
+            print(f"| {name}{' — before' if src else ''} | every round failed |")
+            continue
+        cells = {key: statistics.median(run[key] for run in rounds) for key in (*PHASES, "total")}
         row = " | ".join(f"{cells[phase]:.1f}" for phase in PHASES)
-        print(f"| {name} | {row} | {sum(cells[p] for p in PHASES):.1f} | {cells['total']:.1f} |")
+        label = name + (" — before" if src else "")
+        total = cells["total"]
+        print(f"| {label} | {row} | {sum(cells[p] for p in PHASES):.1f} | {total:.1f} |")
 
 
 if __name__ == "__main__":
