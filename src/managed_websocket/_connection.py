@@ -161,6 +161,7 @@ class WebSocketConnection:
         # read_batch(): the scope of the socket wait it is in, and how many interrupt_read()
         # calls there have been (a read that started before one gives way).
         self._wait_scope: anyio.CancelScope | None = None
+        self._new_wait_scope: type[anyio.CancelScope] | None = None
         self._interrupts = 0
         # The last read filled at least half the buffer: the peer sends faster than we read,
         # so the next read finds bytes waiting (see read_batch).
@@ -409,7 +410,13 @@ class WebSocketConnection:
                 # Only the wait is interruptible: once bytes are read, they are handled (and a
                 # pong or close answer is sent) whatever happens. Not after a full read: see
                 # read_batch().
-                scope = self._wait_scope = anyio.CancelScope(deadline=deadline)
+                new_scope = self._new_wait_scope
+                if new_scope is None:
+                    # The running backend's scope class, called directly: anyio.CancelScope(...)
+                    # returns one from __new__, and Python then runs its __init__ again, which
+                    # builds the scope twice (+1.1 µs on trio, +1.6 µs on asyncio, per read).
+                    new_scope = self._new_wait_scope = type(anyio.CancelScope())
+                scope = self._wait_scope = new_scope(deadline=deadline)
                 try:
                     with scope:
                         data = await self._stream.receive(self._read_size)
