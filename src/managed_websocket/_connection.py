@@ -115,6 +115,41 @@ class WebSocketConnection:
     and one task at a time reads.
     """
 
+    # Slots: thousands of idle connections each pay for their attributes, and a __dict__ with
+    # more than 30 keys no longer shares its keys (CPython 3.11: +1.2 KiB per connection).
+    __slots__ = (
+        "_close_code",
+        "_close_reason",
+        "_close_timeout",
+        "_deflate",
+        "_deflater",
+        "_draining",
+        "_error",
+        "_failing",
+        "_flooded",
+        "_interrupts",
+        "_max_message_size",
+        "_new_wait_scope",
+        "_pending",
+        "_ping_ids",
+        "_ping_order",
+        "_pong_waiters",
+        "_read_lock",
+        "_read_size",
+        "_reader",
+        "_response_headers",
+        "_send_checks_first",
+        "_send_lock",
+        "_socket_closed",
+        "_state",
+        "_stream",
+        "_subprotocol",
+        "_url",
+        "_wait_scope",
+        "bytes_received",
+        "bytes_sent",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,

@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from managed_websocket import DisconnectReason, ManagedWebSocket
+from managed_websocket import DisconnectReason, ManagedWebSocket, WebSocketConnection
 from managed_websocket._manager._session import PULL_GRACE
 from managed_websocket.testing import WebSocketTestServer, open_test_server
 from reliability._support import library_tasks
@@ -27,21 +27,24 @@ from ._harness import WAIT, manager, server_frame, wait_until
 pytestmark = pytest.mark.anyio
 
 
-async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop() -> None:
+async def test_echo_round_trips_are_read_by_the_consumer_not_the_receive_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async with open_test_server() as server, manager(server, ping_interval=None) as ws:
-        conn = ws._session.conn  # type: ignore[union-attr]
         readers: list[int] = []
-        read_batch = conn.read_batch
+        read_batch = WebSocketConnection.read_batch
 
-        async def recording_read_batch(deadline: float = math.inf) -> list[str | bytes]:
+        async def recording_read_batch(
+            conn: WebSocketConnection, deadline: float = math.inf
+        ) -> list[str | bytes]:
             readers.append(anyio.get_current_task().id)
-            return await read_batch(deadline)
+            return await read_batch(conn, deadline)
 
         with anyio.fail_after(WAIT):
             messages = aiter(ws)
             await ws.send("warm-up")  # the receive loop was reading when we started
             assert await anext(messages) == "warm-up"
-            conn.read_batch = recording_read_batch  # type: ignore[method-assign]
+            monkeypatch.setattr(WebSocketConnection, "read_batch", recording_read_batch)
             for n in range(100):
                 await ws.send(f"m{n}")
                 assert await anext(messages) == f"m{n}"
