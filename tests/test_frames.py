@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import os
+import random
 import struct
 from dataclasses import dataclass
 
@@ -461,6 +462,44 @@ def test_empty_messages() -> None:
     assert events_of(frame(0x1), frame(0x2)) == ["", b""]
     assert events_of(frame(0x1, fin=False), frame(0x0)) == [""]
     assert events_of(frame(0x2, fin=False), frame(0x0, fin=False), frame(0x0)) == [b""]
+
+
+def test_a_firehose_of_16_bit_length_frames_in_uneven_reads_matches_wsproto() -> None:
+    """Frames of 126 to 65,535 bytes take the short path when whole in a read: 4 MiB of them,
+    more than any read holds, cut at uneven points (inside headers and payloads)."""
+    rng = random.Random(17)
+    messages: list[str | bytes] = []
+    stream = bytearray()
+    while len(stream) < 4 * 1024 * 1024:
+        length = rng.choice([126, 200, 1000, 65_535, rng.randint(126, 5000)])
+        if rng.random() < 0.5:
+            text = ("trade €" * length)[:length]
+            messages.append(text)
+            stream += frame(0x1, text.encode())
+        else:
+            data = rng.randbytes(length)
+            messages.append(data)
+            stream += frame(0x2, data)
+    cuts = sorted(rng.sample(range(1, len(stream)), 3000))
+    chunks = cut(bytes(stream), cuts)
+    assert events_of(*chunks) == messages
+    assert ours(chunks) == reference(chunks).outcomes
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(0x2, b"x" * 300), 1009),  # whole in the read, over the limit of 200
+        (bytes([0x81, 0xFE, 0x01, 0x2C]) + b"\x00" * 304, 1002),  # masked: a server must not
+        (bytes([0xC1, 0x7E, 0x01, 0x2C]) + b"x" * 300, 1002),  # RSV1 without deflate
+        (frame(0x1, b"a" * 200) + frame(0x1, b"\xff" * 200), 1007),  # the second one
+    ],
+)
+def test_16_bit_length_frames_that_must_fail_leave_the_short_path(data: bytes, code: int) -> None:
+    events = events_of(data, max_message_size=200)
+    assert isinstance(events[-1], ProtocolFailure)
+    assert events[-1].code == code
+    assert events[:-1] == (["a" * 200] if code == 1007 else [])
 
 
 @pytest.mark.parametrize("length", BOUNDARY_LENGTHS + [70_000])

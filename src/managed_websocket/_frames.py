@@ -22,8 +22,9 @@ across fragments, and checked on each frame header, before the payload arrives).
 How it stays fast: a data frame's payload is taken as soon as any of it arrives (one slice per
 frame, or per read for a frame spread over several reads), so the only bytes ever kept between
 reads are an incomplete header or an incomplete control frame, at most 127 bytes; no buffer grows
-and none is compacted. Small unfragmented text and binary frames take a short path in the loop
-of :meth:`FrameReader._parse`; everything else goes through :meth:`FrameReader._frame`.
+and none is compacted. Unfragmented text and binary frames with a 7- or 16-bit length (up to
+65,535 bytes), whole in the data read, take a short path in the loop of
+:meth:`FrameReader._parse`; everything else goes through :meth:`FrameReader._frame`.
 
 Where it differs from wsproto (which the tests compare it with): a length written in more bytes
 than needed (RFC 6455 5.2 asks senders for the minimal form) is accepted, as the ``websockets``
@@ -197,7 +198,8 @@ class FrameReader:
         self._short_limit = -1  # the short path would deliver
         self._parts = []
 
-    # The loop: a short path for small whole frames, _frame() for everything else.
+    # The loop: a short path for whole text and binary frames with a 7- or 16-bit length, _frame()
+    # for everything else.
 
     def _parse(self, data: bytes, pos: int) -> None:
         end = len(data)
@@ -227,6 +229,21 @@ class FrameReader:
                             return
                         pos = stop
                         limit = -1 if self._opcode else self._short_limit
+                        continue
+            elif length == 126 and limit >= 0 and end - pos >= 4:
+                # A 16-bit length (126 to 65,535 bytes: most feed messages past 125 bytes),
+                # whole in this read and within the size limit: the same short path.
+                first = data[pos]
+                size = data[pos + 2] << 8 | data[pos + 3]
+                stop = pos + 4 + size
+                if stop <= end and size <= self._max_size:
+                    if first == 0x81:  # FIN + text
+                        append(data[pos + 4 : stop].decode())
+                        pos = stop
+                        continue
+                    if first == 0x82:  # FIN + binary
+                        append(data[pos + 4 : stop])
+                        pos = stop
                         continue
             pos = self._frame(data, pos, end)
             if pos < 0:
