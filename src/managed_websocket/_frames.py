@@ -232,7 +232,9 @@ class FrameReader:
                         continue
             elif length == 126 and limit >= 0 and end - pos >= 4:
                 # A 16-bit length (126 to 65,535 bytes: most feed messages past 125 bytes),
-                # whole in this read and within the size limit: the same short path.
+                # whole in this read and within the size limit: the same short path. Written out
+                # again rather than merged with the one above: merged, with the branches it
+                # needs, the firehose of 200 B messages measured 12-15 % slower.
                 first = data[pos]
                 size = data[pos + 2] << 8 | data[pos + 3]
                 stop = pos + 4 + size
