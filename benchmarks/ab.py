@@ -93,33 +93,42 @@ async def _count(receive: Callable[[], Awaitable[Any]], plan: StreamPlan) -> dic
             return {"rate": count / (now - start)}
 
 
+#: The managed clients' options for the echo (no decode, no keepalive: as the floor and the peers).
+MANAGED_ECHO_OPTIONS: dict[str, Any] = {
+    "decode": None,
+    "ping_interval": None,
+    "queue_size": QUEUE_SIZE,
+    "max_message_size": MAX_MESSAGE_SIZE,
+    "close_timeout": CLOSE_TIMEOUT,
+}
+
+
+async def managed_round_trips(ws: Any, request: bool, record: Callable[[int, int], None]) -> None:
+    """ECHO_PLAN's round trips on ``ws``: send + receive, or ``request()`` with a matcher as cheap
+    as an id check; ``record(start_ns, end_ns)`` for each one after the warm-up."""
+    messages = aiter(ws)
+    prefix = ECHO_TEXT[:8]
+
+    def match(message: Any) -> bool:
+        return isinstance(message, str) and message.startswith(prefix)
+
+    for n in range(ECHO_PLAN.warmup + ECHO_PLAN.rounds):
+        start = perf_counter_ns()
+        if request:
+            await ws.request(ECHO_TEXT, match=match)
+        else:
+            await ws.send(ECHO_TEXT)
+            await anext(messages)
+        if n >= ECHO_PLAN.warmup:
+            record(start, perf_counter_ns())
+
+
 async def _managed_echo(base: str, request: bool) -> dict[str, Any]:
     from managed_websocket import open_managed_websocket
 
-    options: dict[str, Any] = {
-        "decode": None,
-        "ping_interval": None,
-        "queue_size": QUEUE_SIZE,
-        "max_message_size": MAX_MESSAGE_SIZE,
-        "close_timeout": CLOSE_TIMEOUT,
-    }
     times: list[int] = []
-    async with open_managed_websocket(f"{base}/echo", **options) as ws:
-        messages = aiter(ws)
-        prefix = ECHO_TEXT[:8]
-
-        def match(message: Any) -> bool:  # the answer to our request: as cheap as an id check
-            return isinstance(message, str) and message.startswith(prefix)
-
-        for n in range(ECHO_PLAN.warmup + ECHO_PLAN.rounds):
-            start = perf_counter_ns()
-            if request:
-                await ws.request(ECHO_TEXT, match=match)
-            else:
-                await ws.send(ECHO_TEXT)
-                await anext(messages)
-            if n >= ECHO_PLAN.warmup:
-                times.append(perf_counter_ns() - start)
+    async with open_managed_websocket(f"{base}/echo", **MANAGED_ECHO_OPTIONS) as ws:
+        await managed_round_trips(ws, request, lambda start, end: times.append(end - start))
     return _echo_result(times)
 
 

@@ -36,10 +36,20 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .ab import ECHO_PLAN, ROOT, _run, cpus, pinned, progress, running_server, spinners
-from .clients.common import CLOSE_TIMEOUT, MAX_MESSAGE_SIZE, QUEUE_SIZE, READ_SIZE
+from .ab import (
+    ECHO_PLAN,
+    MANAGED_ECHO_OPTIONS,
+    ROOT,
+    _run,
+    cpus,
+    managed_round_trips,
+    pinned,
+    progress,
+    running_server,
+    spinners,
+)
+from .clients.common import READ_SIZE
 from .clients.raw import ECHO_FRAME, ECHO_REPLY_SIZE, AnyioFloor
-from .wire import ECHO_TEXT
 
 PHASES = ("before the write", "write", "before the read", "wait", "after the read")
 
@@ -116,32 +126,11 @@ async def _floor(base: str) -> dict[str, float]:
 async def _managed(base: str, request: bool) -> dict[str, float]:
     from managed_websocket import open_managed_websocket
 
-    options: dict[str, Any] = {
-        "decode": None,
-        "ping_interval": None,
-        "queue_size": QUEUE_SIZE,
-        "max_message_size": MAX_MESSAGE_SIZE,
-        "close_timeout": CLOSE_TIMEOUT,
-    }
     phases = Phases()
-    async with open_managed_websocket(f"{base}/echo", **options) as ws:
-        conn = ws._session.primary.conn  # type: ignore[union-attr]
+    async with open_managed_websocket(f"{base}/echo", **MANAGED_ECHO_OPTIONS) as ws:
+        conn = ws._session.primary.conn
         stream = conn._stream = TimedStream(conn._stream)
-        messages = aiter(ws)
-        prefix = ECHO_TEXT[:8]
-
-        def match(message: Any) -> bool:
-            return isinstance(message, str) and message.startswith(prefix)
-
-        for index in range(ECHO_PLAN.warmup + ECHO_PLAN.rounds):
-            t0 = perf_counter_ns()
-            if request:
-                await ws.request(ECHO_TEXT, match=match)
-            else:
-                await ws.send(ECHO_TEXT)
-                await anext(messages)
-            if index >= ECHO_PLAN.warmup:
-                phases.add(t0, stream, perf_counter_ns())
+        await managed_round_trips(ws, request, lambda t0, t_end: phases.add(t0, stream, t_end))
     return phases.result()
 
 
