@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
@@ -141,6 +142,20 @@ async def test_wrong_credentials_are_refused_and_never_shown(proxies: Proxies, k
         assert USER not in shown
 
 
+@asynccontextmanager
+async def serving_on_loopback(
+    handle: Callable[[anyio.abc.SocketStream], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A TCP listener on 127.0.0.1 that runs ``handle`` for each client; yields its port."""
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, handle)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.cancel_scope.cancel()
+
+
 @pytest.fixture
 async def refusing_socks() -> AsyncIterator[tuple[str, list[str]]]:
     """A SOCKS5 server by hand: ``("auth", ...)`` fails the credentials, a number is the reply
@@ -167,12 +182,8 @@ async def refusing_socks() -> AsyncIterator[tuple[str, list[str]]]:
         await stream.receive(1024)  # the CONNECT request
         await stream.send(bytes([5, int(step), 0, 1, 0, 0, 0, 0, 0, 0]))
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, refuse)
-            yield f"socks5://{USER}:{PASSWORD}@127.0.0.1:{port}", plan
-            tg.cancel_scope.cancel()
+    async with serving_on_loopback(refuse) as port:
+        yield f"socks5://{USER}:{PASSWORD}@127.0.0.1:{port}", plan
 
 
 @pytest.mark.parametrize(("step", "retryable"), [("auth", False), ("2", False), ("4", True)])
@@ -228,12 +239,8 @@ async def refusing_proxy() -> AsyncIterator[tuple[str, list[int]]]:
                 + body
             )
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, refuse)
-            yield f"http://127.0.0.1:{port}", statuses
-            tg.cancel_scope.cancel()
+    async with serving_on_loopback(refuse) as port:
+        yield f"http://127.0.0.1:{port}", statuses
 
 
 @pytest.mark.parametrize(("status", "retryable"), [(403, False), (503, True), (429, True)])
