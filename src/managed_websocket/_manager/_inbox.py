@@ -238,14 +238,10 @@ class Inbox:
     def _push(self, batch: list[Any]) -> None:
         self._gap = None
         self._queued += len(batch)
-        if (
-            self._position >= len(self._current)
-            and not self._streamed
-            and not self._local_batches
-            and not self._closed
-        ):
+        if self._position >= len(self._current) and not self._streamed and not self._local_batches:
             # Nothing is queued: the batch becomes the consumers' current one at once (a
-            # consumer that read it from the socket itself takes it straight back).
+            # consumer that read it from the socket itself takes it straight back). A closed
+            # inbox too: consumers drain _current before they look for the end.
             self._current, self._position = batch, 0
             self._wake_consumers()
             return

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -522,9 +522,7 @@ class Session:
         """Queue ``batch`` (or stage it, for a candidate); return how many messages the overflow
         policy dropped, for the caller to report (after the messages are queued)."""
         batch, replies = self._take_in(link, batch)
-        if replies:
-            return await self._deliver_decoded(link, batch, replies)
-        return await self._deliver_decoded(link, batch) if batch else 0
+        return await self._deliver_decoded(link, batch, replies) if batch or replies else 0
 
     def _take_in(self, link: Link, batch: list[Any]) -> tuple[list[Any], list[str | bytes]]:
         """What every batch read goes through first: count it, feed the silence watchdog,
@@ -546,7 +544,7 @@ class Session:
             return kept, replies
         return batch, []
 
-    async def _send_replies(self, link: Link, replies: list[Any]) -> None:
+    async def _send_replies(self, link: Link, replies: Sequence[str | bytes]) -> None:
         # In the order the pings were read: the receive loop and a consumer's pull may both
         # have answers to send (each took the socket in turn), and the lock is FIFO.
         async with self._reply_lock:
@@ -572,7 +570,7 @@ class Session:
         self._shared.stats.record_sent(len(data))
 
     async def _deliver_decoded(
-        self, link: Link, batch: list[Any], replies: list[str | bytes] | None = None
+        self, link: Link, batch: list[Any], replies: Sequence[str | bytes] = ()
     ) -> int:
         """Queue (or stage) a decoded ``batch``; send ``replies``, the answers to the server's
         pings it held, at once: before any wait for room (the server would close on a slow
