@@ -66,6 +66,13 @@ def quote_close_reason(reason: str) -> str:
     return repr(mask_urls_in(reason))
 
 
+def describe_close(code: int | None, reason: str) -> str:
+    """How a disconnect ended, for a log line or a panel: ``code 1001, reason 'bye'``, or ``no
+    close code`` (a ping timeout or a kill() ends without one: not "code None")."""
+    shown = "no close code" if code is None else f"code {code}"
+    return f"{shown}, reason {quote_close_reason(reason)}" if reason else shown
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._exceptions import quote_close_reason
+from ._exceptions import describe_close
 from ._ledger import Outage
 
 if TYPE_CHECKING:
@@ -99,10 +99,8 @@ def snapshot(ws: ManagedWebSocket, rates: Rates, recent: deque[str], now: float)
     last = ws.last_disconnect
     disconnect = None
     if last is not None:
-        code = "no close code" if last.code is None else f"code {last.code}"
-        reason = f", reason {quote_close_reason(last.close_reason)}" if last.close_reason else ""
         at = time.strftime("%H:%M:%S", time.localtime(last.at)) if last.at else "?"
-        disconnect = f"{at} {last.reason.name} ({code}{reason})"
+        disconnect = f"{at} {last.reason.name} ({describe_close(last.code, last.close_reason)})"
     return Snapshot(
         state=ws.state.name,
         url=ws.url,

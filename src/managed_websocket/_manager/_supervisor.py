@@ -54,7 +54,7 @@ from .._exceptions import (
     WebSocketTLSError,
     _plural,
     describe,
-    quote_close_reason,
+    describe_close,
 )
 from .._handshake import open_websocket_connection
 from .._ledger import OutageLedger
@@ -559,16 +559,12 @@ class Supervisor:
         self._last_disconnect = event
         level = logging.INFO if event.reason.is_proactive else logging.WARNING
         # The server's close reason says why it closed: it belongs on this line (quoted, masked).
-        reason = f", reason {quote_close_reason(event.close_reason)}" if event.close_reason else ""
-        # A ping timeout or a kill() ends with no close code at all: say so, not "code None".
-        code = "no close code" if event.code is None else f"code {event.code}"
         logger.log(
             level,
-            "= disconnected from %s: %s (%s%s)",
+            "= disconnected from %s: %s (%s)",
             self._endpoint,
             event.reason.name,
-            code,
-            reason,
+            describe_close(event.code, event.close_reason),
         )
         self._events.publish(
             Disconnected(
